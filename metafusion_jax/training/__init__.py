@@ -1,0 +1,1 @@
+"""Run infrastructure shared by the training loops: logs, checkpoints, result files."""
