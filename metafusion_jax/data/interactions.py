@@ -1,0 +1,224 @@
+"""One in-memory structure for implicit-feedback datasets, its validation and a per-user split.
+
+Every loader in `metafusion_jax.data` returns an `InteractionData` that went through
+`validate_interactions`, so downstream code (samplers, models, metrics) can trust ids, shapes and
+dtypes without re-checking them.
+"""
+from typing import NamedTuple
+
+from absl import logging
+import numpy as np
+
+
+class InteractionData(NamedTuple):
+    """An implicit-feedback dataset with item modality features.
+
+    Attributes:
+        name: dataset name, used in messages and result files.
+        n_users: U.
+        n_items: I.
+        train: int32 [E, 2] (user, item) pairs, 0-based, unique.
+        val: int32 [E_v, 2].
+        test: int32 [E_t, 2].
+        features: modality name -> float32 [I, D_k]; K >= 1; dict order is the modality order.
+    """
+
+    name: str
+    n_users: int
+    n_items: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    features: dict
+
+
+SPLITS = ("train", "val", "test")
+
+
+def pair_codes(pairs, n_items):
+    """Encodes (user, item) pairs as one int64 per pair: user * I + item.
+
+    Args:
+        pairs: int [E, 2].
+        n_items: I.
+
+    Returns:
+        int64 [E].
+    """
+    pairs = np.asarray(pairs, dtype=np.int64)
+    return pairs[:, 0] * np.int64(n_items) + pairs[:, 1]
+
+
+def _check_pairs(pairs, source, split, n_users, n_items):
+    where = f"{source}: {split} pairs"
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(
+            f"{where} must have shape [E, 2] (user, item), got shape {pairs.shape}. "
+            "Pass one (user, item) row per interaction.")
+    if not np.issubdtype(pairs.dtype, np.integer):
+        raise ValueError(
+            f"{where} must have an integer dtype, got {pairs.dtype}. "
+            "Convert ids to int before building InteractionData.")
+    if pairs.shape[0] == 0:
+        raise ValueError(
+            f"{where} are empty: every split needs at least one interaction. "
+            "Check the split files or use a larger dataset.")
+    for col, label, limit in ((0, "user", n_users), (1, "item", n_items)):
+        lo, hi = int(pairs[:, col].min()), int(pairs[:, col].max())
+        if lo < 0 or hi >= limit:
+            raise ValueError(
+                f"{where}: {label} ids must lie in [0, {limit}), got range [{lo}, {hi}]. "
+                f"Remap ids to 0-based or fix n_{label}s.")
+    return pairs.astype(np.int32)
+
+
+def _drop_duplicates(pairs, source, split, n_items):
+    codes = pair_codes(pairs, n_items)
+    _, first = np.unique(codes, return_index=True)
+    n_dup = len(codes) - len(first)
+    if n_dup:
+        logging.warning("%s: dropped %d duplicate (user, item) pairs within the %s split "
+                        "(kept the first occurrence of each).", source, n_dup, split)
+    return pairs[np.sort(first)]
+
+
+def _check_features(features, source, n_items):
+    if not isinstance(features, dict) or not features:
+        raise ValueError(
+            f"{source}: features must be a non-empty dict modality -> float32 [I, D], got "
+            f"{type(features).__name__} of length {len(features) if features else 0}. "
+            "Provide at least one item modality.")
+    out = {}
+    for name, x in features.items():
+        where = f"{source}: features[{name!r}]"
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"{where} must be 2-D [I, D], got shape {x.shape}. "
+                             "Reshape the feature file to (n_items, dim).")
+        if x.shape[0] != n_items:
+            raise ValueError(
+                f"{where} has {x.shape[0]} rows but n_items is {n_items}. "
+                "The feature file must have one row per item, in item-id order.")
+        if x.shape[1] < 1:
+            raise ValueError(f"{where} has 0 columns. Drop the modality or fix the file.")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"{where} must be a float array, got dtype {x.dtype}. "
+                             "Convert the features to float32.")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise ValueError(
+                f"{where} has {int(bad.sum())} NaN/inf values in {len(rows)} items "
+                f"(first item ids {rows[:5].tolist()}). Impute or drop them before loading.")
+        out[name] = np.ascontiguousarray(x, dtype=np.float32)
+    return out
+
+
+def validate_interactions(data, source):
+    """Checks an `InteractionData` and returns a cleaned copy.
+
+    Checks (each failure raises `ValueError` naming `source`, the field and what to do):
+    n_users/n_items positive; every split int [E, 2], non-empty, ids in range; features a
+    non-empty dict of finite float [I, D_k] arrays with I == n_items; every user has at least one
+    train item; no (user, item) pair in two splits (leakage).
+
+    Cleaning: pairs are cast to int32 and features to float32; duplicate pairs *within* one split
+    are dropped (first occurrence kept) and their count is logged with `absl.logging.warning`.
+
+    Args:
+        data: an `InteractionData`.
+        source: where the data came from (file or directory), quoted in every message.
+
+    Returns:
+        The validated `InteractionData`.
+
+    Raises:
+        ValueError: on any of the problems above.
+    """
+    for field in ("n_users", "n_items"):
+        value = getattr(data, field)
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{source}: {field} must be a positive int, got {value!r}.")
+    n_users, n_items = int(data.n_users), int(data.n_items)
+    splits = {}
+    for split in SPLITS:
+        pairs = _check_pairs(getattr(data, split), source, split, n_users, n_items)
+        splits[split] = _drop_duplicates(pairs, source, split, n_items)
+    codes = {s: pair_codes(p, n_items) for s, p in splits.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = np.intersect1d(codes[a], codes[b])
+        if shared.size:
+            u, i = divmod(int(shared[0]), n_items)
+            raise ValueError(
+                f"{source}: {shared.size} (user, item) pairs appear in both {a} and {b} "
+                f"(e.g. user {u}, item {i}); this leaks evaluation data into training. "
+                "Fix the split so each pair is in exactly one split.")
+    has_train = np.zeros(n_users, dtype=bool)
+    has_train[splits["train"][:, 0]] = True
+    if not has_train.all():
+        missing = np.nonzero(~has_train)[0]
+        raise ValueError(
+            f"{source}: train split: {missing.size} users have no train item "
+            f"(first user ids {missing[:5].tolist()}). Every user needs at least one train "
+            "interaction: remove those users and remap ids, or move one of their pairs to train.")
+    features = _check_features(data.features, source, n_items)
+    return InteractionData(name=str(data.name), n_users=n_users, n_items=n_items,
+                           features=features, **splits)
+
+
+def _round_half_up(x):
+    return np.floor(x + 0.5).astype(np.int64)
+
+
+def per_user_split(pairs, n_users, seed, fractions=(0.8, 0.1, 0.1)):
+    """Splits (user, item) pairs per user at random into train / val / test.
+
+    Duplicate pairs are removed first. For a user with n pairs: n_train = max(1, round(f_train n))
+    (half rounds up), and of the remaining r = n - n_train pairs test gets
+    ceil(r f_test / (f_val + f_test)) and val the rest, so test >= val as in the MetaMMF split.
+    Users with 1 or 2 pairs therefore keep all of them in train (round(1.6) = 2); a user with 3
+    pairs gets 2 train and 1 test. Every user with at least one pair keeps at least one train pair.
+
+    Args:
+        pairs: int [E, 2] (user, item), 0-based.
+        n_users: U (users with no pairs get none in any split).
+        seed: int seed of the shuffle (numpy `default_rng`).
+        fractions: (train, val, test), non-negative, summing to 1.
+
+    Returns:
+        (train, val, test): int32 [E_s, 2] each, sorted by (user, item).
+
+    Raises:
+        ValueError: if `pairs` is not [E, 2] or `fractions` is invalid.
+    """
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
+        raise ValueError(f"per_user_split: pairs must be int [E, 2], got {pairs.dtype} "
+                         f"{pairs.shape}.")
+    f = np.asarray(fractions, dtype=np.float64)
+    if f.shape != (3,) or (f < 0).any() or abs(f.sum() - 1.0) > 1e-6 or f[0] <= 0:
+        raise ValueError(f"per_user_split: fractions must be 3 non-negative numbers summing to "
+                         f"1 with train > 0, got {fractions}.")
+    n_items = int(pairs[:, 1].max()) + 1 if len(pairs) else 1
+    codes = np.unique(pair_codes(pairs, n_items))
+    users, items = codes // n_items, codes % n_items
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(codes)), users))  # by user, random within user
+    users, items = users[order], items[order]
+    counts = np.bincount(users, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(users)) - starts[users]
+    n_train = np.maximum(1, _round_half_up(f[0] * counts))
+    n_train = np.minimum(n_train, counts)
+    rest = counts - n_train
+    eval_frac = f[2] / (f[1] + f[2]) if f[1] + f[2] > 0 else 1.0
+    n_test = np.ceil(rest * eval_frac - 1e-9).astype(np.int64)
+    r, nt, ntest = rank, n_train[users], n_test[users]
+    masks = (r < nt, (r >= nt + ntest), (r >= nt) & (r < nt + ntest))
+    out = []
+    for mask in masks:
+        part = np.stack([users[mask], items[mask]], axis=1)
+        part = part[np.lexsort((part[:, 1], part[:, 0]))]
+        out.append(part.astype(np.int32))
+    return tuple(out)
