@@ -1,0 +1,181 @@
+"""Tests for metafusion_jax.metrics.ranking against hand values and a slow per-user reference."""
+import math
+
+import numpy as np
+import pytest
+
+from metafusion_jax.metrics.ranking import ranking_metrics
+
+
+def reference_metrics(user_emb, item_emb, train, evals, ks, exclude=None):
+    """Per-user Python loop written from the definitions, not from the vectorised code."""
+    user_emb = np.asarray(user_emb, np.float64)
+    item_emb = np.asarray(item_emb, np.float64)
+    n_users, n_items = len(user_emb), len(item_emb)
+    masked = [set() for _ in range(n_users)]
+    for u, i in list(map(tuple, train)) + list(map(tuple, exclude if exclude is not None else [])):
+        masked[u].add(int(i))
+    relevant = [set() for _ in range(n_users)]
+    for u, i in evals:
+        relevant[u].add(int(i))
+    sums = {f"{m}@{k}": 0.0 for m in ("precision", "recall", "ndcg", "map") for k in ks}
+    hits_total = {k: 0 for k in ks}
+    n_rel_total, n_eval_users = 0, 0
+    for u in range(n_users):
+        rel = relevant[u]
+        if not rel:
+            continue
+        n_eval_users += 1
+        n_rel_total += len(rel)
+        candidates = [i for i in range(n_items) if i not in masked[u]]
+        scores = np.array([user_emb[u] @ item_emb[i] for i in candidates])
+        order = np.argsort(-scores, kind="stable")  # equal scores keep ascending item id
+        ranked = [candidates[j] for j in order]
+        for k in ks:
+            top = ranked[:k]
+            hits = [1.0 if i in rel else 0.0 for i in top]
+            n_hits = sum(hits)
+            hits_total[k] += n_hits
+            sums[f"precision@{k}"] += n_hits / k
+            sums[f"recall@{k}"] += n_hits / len(rel)
+            dcg = sum(h / math.log2(j + 2) for j, h in enumerate(hits))
+            idcg = sum(1 / math.log2(j + 2) for j in range(min(len(rel), k)))
+            sums[f"ndcg@{k}"] += dcg / idcg
+            ap, running = 0.0, 0.0
+            for j, h in enumerate(hits):
+                running += h
+                ap += running / (j + 1) * h
+            sums[f"map@{k}"] += ap / min(len(rel), k)
+    out = {name: value / n_eval_users for name, value in sums.items()}
+    out.update({f"hr@{k}": hits_total[k] / n_rel_total for k in ks})
+    return out
+
+
+def random_case(seed, n_users=37, n_items=40, hidden=4, quantised=False):
+    rng = np.random.default_rng(seed)
+    if quantised:  # small integers: exact float32 dot products with many ties
+        user_emb = rng.integers(-2, 3, (n_users, hidden)).astype(np.float32)
+        item_emb = rng.integers(-2, 3, (n_items, hidden)).astype(np.float32)
+    else:
+        user_emb = rng.normal(size=(n_users, hidden)).astype(np.float32)
+        item_emb = rng.normal(size=(n_items, hidden)).astype(np.float32)
+    # Disjoint train / exclude / eval per pair; ~1/4 of users get no eval items.
+    split = rng.choice(4, size=(n_users, n_items), p=[0.3, 0.1, 0.3, 0.3])
+    no_eval = rng.random(n_users) < 0.25
+    split[no_eval] = np.where(split[no_eval] == 2, 3, split[no_eval])
+    train = np.argwhere(split == 0)
+    exclude = np.argwhere(split == 1)
+    evals = np.argwhere(split == 2)
+    return user_emb, item_emb, train, evals, exclude
+
+
+@pytest.mark.parametrize("seed,quantised,use_exclude,chunk_size", [
+    (0, False, False, 8),
+    (1, False, True, 5),
+    (2, True, False, 37),
+    (3, True, True, 11),
+    (4, False, True, 4096),
+])
+def test_matches_reference(seed, quantised, use_exclude, chunk_size):
+    user_emb, item_emb, train, evals, exclude = random_case(seed, quantised=quantised)
+    exclude = exclude if use_exclude else None
+    ks = (1, 3, 10)
+    n_rel = np.bincount(evals[:, 0], minlength=len(user_emb))
+    assert (n_rel == 0).any() and (n_rel > 10).any()  # skipped users and |rel| > K both occur
+    got = ranking_metrics(user_emb, item_emb, train, evals, ks=ks, exclude_pairs=exclude,
+                          chunk_size=chunk_size)
+    want = reference_metrics(user_emb, item_emb, train, evals, ks, exclude)
+    assert set(got) == set(want)
+    for name in want:
+        assert isinstance(got[name], float)
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_independent_of_chunk_size():
+    user_emb, item_emb, train, evals, exclude = random_case(7, n_users=50)
+    results = [ranking_metrics(user_emb, item_emb, train, evals, ks=(5, 20), exclude_pairs=exclude,
+                               chunk_size=c) for c in (1, 7, 16, 50, 1000)]
+    for other in results[1:]:
+        for name, value in results[0].items():
+            np.testing.assert_allclose(other[name], value, rtol=1e-6, err_msg=name)
+
+
+def test_hand_computed():
+    # User 0 scores items 5,4,3,2,1; user 1 the reverse; user 2 has no eval items (skipped).
+    user_emb = np.array([[1.0], [-1.0], [1.0]], np.float32)
+    item_emb = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], np.float32)
+    train = np.array([[0, 0], [1, 4], [2, 1]])
+    evals = np.array([[0, 1], [0, 3], [1, 0], [0, 3]])  # duplicate (0, 3) counts once
+    got = ranking_metrics(user_emb, item_emb, train, evals, ks=(2, 3))
+    # User 0 ranks [1, 2, 3, 4] (item 0 masked): hits [1, 0, 1]; user 1 ranks [3, 2, 1, 0]: none.
+    idcg2 = 1 + 1 / math.log2(3)
+    want = {
+        "precision@2": (1 / 2) / 2, "recall@2": (1 / 2) / 2, "ndcg@2": (1 / idcg2) / 2,
+        "map@2": (1 / 2) / 2, "hr@2": 1 / 3,
+        "precision@3": (2 / 3) / 2, "recall@3": 1 / 2, "ndcg@3": (1.5 / idcg2) / 2,
+        "map@3": ((1 + 2 / 3) / 2) / 2, "hr@3": 2 / 3,
+    }
+    assert set(got) == set(want)
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, rel=1e-6), name
+    assert got["ndcg@2"] == pytest.approx(0.3065736, abs=1e-6)
+    assert got["map@3"] == pytest.approx(0.4166667, abs=1e-6)
+
+
+def test_ties_go_to_lower_item_id():
+    user_emb = np.zeros((2, 3), np.float32)  # every score is 0
+    item_emb = np.ones((10, 3), np.float32)
+    train = np.array([[0, 0], [1, 2]])
+    evals = np.array([[0, 1], [0, 5], [1, 3]])
+    got = ranking_metrics(user_emb, item_emb, train, evals, ks=(3,))
+    # User 0 top-3 = [1, 2, 3] -> hits [1, 0, 0]; user 1 top-3 = [0, 1, 3] -> hits [0, 0, 1].
+    assert got["precision@3"] == pytest.approx(2 / 6)
+    assert got["hr@3"] == pytest.approx(2 / 3)
+    assert got["recall@3"] == pytest.approx((1 / 2 + 1) / 2)
+    assert got["ndcg@3"] == pytest.approx((1 / (1 + 1 / math.log2(3)) + 0.5) / 2)
+    assert got["map@3"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+
+
+def test_masked_eval_items_never_hit_and_short_candidate_lists():
+    user_emb = np.array([[1.0]], np.float32)
+    item_emb = np.array([[3.0], [2.0], [1.0]], np.float32)
+    # Item 0 is both train and eval: it stays in |rel| but cannot be hit. Only 2 candidates < K=3.
+    got = ranking_metrics(user_emb, item_emb, [[0, 0]], [[0, 0], [0, 2]], ks=(3,))
+    assert got["precision@3"] == pytest.approx(1 / 3)
+    assert got["recall@3"] == pytest.approx(1 / 2)
+    assert got["hr@3"] == pytest.approx(1 / 2)
+    assert got["map@3"] == pytest.approx((1 / 2) / 2)
+    assert got["ndcg@3"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+
+
+def test_accepts_jax_arrays_and_empty_train():
+    import jax.numpy as jnp
+    user_emb, item_emb, _, evals, _ = random_case(5)
+    got = ranking_metrics(jnp.asarray(user_emb), jnp.asarray(item_emb), np.zeros((0, 2), int),
+                          evals, ks=(4,))
+    want = reference_metrics(user_emb, item_emb, [], evals, (4,))
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(item_emb=np.zeros((5, 3), np.float32)), "hidden size H"),
+    (dict(user_emb=np.zeros((4,), np.float32)), "user_emb must have shape"),
+    (dict(user_emb=np.full((4, 2), np.nan, np.float32)), "user_emb contains 8 NaN/inf"),
+    (dict(item_emb=np.full((5, 2), np.inf, np.float32)), "item_emb contains 10 NaN/inf"),
+    (dict(train_pairs=np.zeros((3, 3), int)), "train_pairs must have shape"),
+    (dict(eval_pairs=np.array([[4, 0]])), r"eval_pairs: user ids must lie in \[0, 4\)"),
+    (dict(eval_pairs=np.array([[0, 5]])), r"eval_pairs: item ids must lie in \[0, 5\)"),
+    (dict(exclude_pairs=np.array([[0, -1]])), "exclude_pairs: item ids"),
+    (dict(eval_pairs=np.array([[0.0, 1.0]])), "eval_pairs must have an integer dtype"),
+    (dict(eval_pairs=np.zeros((0, 2), int)), "eval_pairs is empty"),
+    (dict(ks=(0,)), "ks must be"),
+    (dict(ks=(6,)), "ks must be"),
+    (dict(chunk_size=0), "chunk_size"),
+])
+def test_errors(change, match):
+    args = dict(user_emb=np.ones((4, 2), np.float32), item_emb=np.ones((5, 2), np.float32),
+                train_pairs=np.array([[0, 1]]), eval_pairs=np.array([[0, 2]]), ks=(2,))
+    args.update(change)
+    with pytest.raises(ValueError, match=match):
+        ranking_metrics(**args)
