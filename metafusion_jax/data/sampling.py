@@ -1,0 +1,230 @@
+"""BPR training triples: uniform negatives that are never one of the user's train items.
+
+Two modes:
+    * `make_bpr_sampler`: k fresh negatives per positive every epoch (key = fold_in(key, epoch)).
+    * `static_triples` + `make_static_sampler`: the reference's static mode (spec metammf.md 1.4):
+      k = 5 negatives per positive drawn once, without replacement, from the user's non-train
+      items; each epoch only reshuffles the fixed triples.
+
+Negatives are drawn exactly (no rejection loop): for a user with sorted train items t_0 < t_1 < ...,
+the r-th non-train item (0-based) is r + #{m : t_m - m <= r}, and u * I + (t_m - m) is globally
+sorted, so one `np.searchsorted` maps uniform ranks r in [0, I - |train_u|) to uniform non-train
+items for all positives at once. Sampling runs in numpy on the host, seeded from the jax key, so it
+is deterministic per key and costs well under a second per epoch at ML-100k size.
+
+Every batch of an epoch has the same shape; the last batch is padded with user/item 0 and weight 0.
+"""
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class BPRBatches(NamedTuple):
+    """One epoch of fixed-shape BPR batches (numpy; the trainer moves them to device).
+
+    Attributes:
+        users: int32 [N_b, B].
+        pos: int32 [N_b, B] positive items.
+        neg: int32 [N_b, B, k] negative items, never train items of the row's user.
+        weight: float32 [N_b, B]; 1 for real rows, 0 for padding in the last batch.
+    """
+
+    users: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+    weight: np.ndarray
+
+
+class Triples(NamedTuple):
+    """Fixed (user, positive, negatives) rows: users int32 [E], pos int32 [E], neg int32 [E, k]."""
+
+    users: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+
+
+class BPRSampler(NamedTuple):
+    """epoch(key, epoch: int) -> BPRBatches; every epoch has num_batches batches of one shape."""
+
+    epoch: Callable
+    num_batches: int
+
+
+class _FreeIndex(NamedTuple):
+    users: np.ndarray    # int64 [E] unique train pairs, sorted by (user, item)
+    items: np.ndarray    # int64 [E]
+    gaps: np.ndarray     # int64 [E] user * I + (t_m - m): non-train items before t_m, globally sorted
+    starts: np.ndarray   # int64 [U] first row of each user
+    n_free: np.ndarray   # int64 [U] number of non-train items per user
+    n_items: int
+
+
+def _numpy_rng(key):
+    """A numpy Generator seeded deterministically from a jax PRNG key."""
+    return np.random.default_rng(np.asarray(jax.random.bits(key, (4,), jnp.uint32)))
+
+
+def _build_index(train_pairs, n_users, n_items, min_free):
+    pairs = np.asarray(train_pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.shape[0] == 0:
+        raise ValueError(
+            f"train_pairs must have shape [E, 2] with E >= 1, got shape {pairs.shape}. "
+            "Pass 0-based (user, item) train rows.")
+    if not np.issubdtype(pairs.dtype, np.integer):
+        raise ValueError(f"train_pairs must have an integer dtype, got {pairs.dtype}.")
+    pairs = pairs.astype(np.int64)
+    for col, label, limit in ((0, "user", n_users), (1, "item", n_items)):
+        lo, hi = pairs[:, col].min(), pairs[:, col].max()
+        if lo < 0 or hi >= limit:
+            raise ValueError(
+                f"train_pairs: {label} ids must lie in [0, n_{label}s={limit}), got range "
+                f"[{lo}, {hi}]. Use 0-based ids or fix n_{label}s.")
+    # Duplicate pairs would break the rank arithmetic; a pair is one positive however often seen.
+    codes = np.unique(pairs[:, 0] * n_items + pairs[:, 1])
+    users, items = codes // n_items, codes % n_items
+    counts = np.bincount(users, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n_free = n_items - counts
+    short = np.flatnonzero((counts > 0) & (n_free < min_free))
+    if short.size:
+        u = int(short[0])
+        raise ValueError(
+            f"train_pairs: user {u} has {int(counts[u])} of n_items={n_items} items as train "
+            f"items, leaving {int(n_free[u])} possible negatives; at least {min_free} needed "
+            f"({short.size} users affected). Drop such users or lower num_negatives.")
+    gaps = users * n_items + (items - (np.arange(len(codes)) - starts[users]))
+    return _FreeIndex(users, items, gaps, starts, n_free, n_items)
+
+
+def _free_items(index, users, ranks):
+    """Maps ranks r in [0, n_free[u]) to the r-th non-train item of each user (int64, any shape)."""
+    below = np.searchsorted(index.gaps, users * index.n_items + ranks, side="right")
+    return ranks + below - index.starts[users]
+
+
+def _check_positive(value, name):
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def batch_triples(triples, batch_size, key):
+    """Shuffles fixed triples and cuts them into fixed-shape batches.
+
+    Args:
+        triples: Triples with E rows and k negatives.
+        batch_size: B.
+        key: jax PRNG key for the shuffle.
+
+    Returns:
+        BPRBatches with N_b = ceil(E / B); padded rows have user/items 0 and weight 0.
+    """
+    batch_size = _check_positive(batch_size, "batch_size")
+    n = len(triples.users)
+    n_batches = -(-n // batch_size)
+    pad = n_batches * batch_size - n
+    perm = _numpy_rng(key).permutation(n)
+
+    def cut(x):
+        x = np.asarray(x)[perm].astype(np.int32)
+        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], np.int32)])
+        return x.reshape((n_batches, batch_size) + x.shape[1:])
+
+    weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return BPRBatches(cut(triples.users), cut(triples.pos), cut(triples.neg),
+                      weight.reshape(n_batches, batch_size))
+
+
+def make_bpr_sampler(train_pairs, *, n_users, n_items, num_negatives, batch_size):
+    """Per-epoch resampled BPR triples with k uniform negatives per train pair.
+
+    Args:
+        train_pairs: int [E, 2] 0-based (user, item) pairs; duplicates count once.
+        n_users: U.
+        n_items: I.
+        num_negatives: k, negatives per positive, drawn uniformly (with replacement) from the
+            user's non-train items.
+        batch_size: B.
+
+    Returns:
+        BPRSampler whose `epoch(key, epoch)` returns that epoch's shuffled BPRBatches, drawn from
+        fold_in(key, epoch): the same (key, epoch) always gives the same batches.
+
+    Raises:
+        ValueError: on bad pairs/ids/sizes, or if a user's train items cover every item.
+    """
+    k = _check_positive(num_negatives, "num_negatives")
+    batch_size = _check_positive(batch_size, "batch_size")
+    index = _build_index(train_pairs, n_users, n_items, min_free=1)
+    n = len(index.users)
+
+    def epoch(key, epoch):
+        epoch_key = jax.random.fold_in(key, epoch)
+        rng = _numpy_rng(jax.random.fold_in(epoch_key, 0))
+        high = index.n_free[index.users][:, None]
+        neg = _free_items(index, index.users[:, None], rng.integers(0, high, size=(n, k)))
+        triples = Triples(index.users, index.items, neg)
+        return batch_triples(triples, batch_size, jax.random.fold_in(epoch_key, 1))
+
+    return BPRSampler(epoch=epoch, num_batches=-(-n // batch_size))
+
+
+def static_triples(train_pairs, *, n_users, n_items, key, num_negatives=5,
+                   single_negative_rows=False):
+    """The reference's static negatives: k per positive, drawn once without replacement.
+
+    Args:
+        train_pairs: int [E, 2] 0-based (user, item) pairs; duplicates count once.
+        n_users: U.
+        n_items: I.
+        key: jax PRNG key.
+        num_negatives: k (the reference uses 5).
+        single_negative_rows: if True, return E * k rows with one negative each, the reference's
+            (u, i, j) layout in which every triple is shuffled on its own.
+
+    Returns:
+        Triples: users [E], pos [E], neg [E, k] (or [E * k], [E * k], [E * k, 1]); the k
+        negatives of a row are distinct non-train items of its user. Val/test items may be
+        negatives, as in the reference.
+
+    Raises:
+        ValueError: on bad pairs/ids, or if a user has fewer than k non-train items.
+    """
+    k = _check_positive(num_negatives, "num_negatives")
+    index = _build_index(train_pairs, n_users, n_items, min_free=k)
+    rng = _numpy_rng(key)
+    n = len(index.users)
+    n_free = index.n_free[index.users]
+    ranks = np.empty((n, k), np.int64)
+    # Floyd's algorithm, vectorised over rows: a uniform k-subset of [0, n_free) per row.
+    for j in range(k):
+        top = n_free - k + j
+        t = rng.integers(0, top + 1)
+        taken = (ranks[:, :j] == t[:, None]).any(axis=1)
+        ranks[:, j] = np.where(taken, top, t)
+    ranks = rng.permuted(ranks, axis=1)
+    neg = _free_items(index, index.users[:, None], ranks).astype(np.int32)
+    users, pos = index.users.astype(np.int32), index.items.astype(np.int32)
+    if single_negative_rows:
+        return Triples(np.repeat(users, k), np.repeat(pos, k), neg.reshape(n * k, 1))
+    return Triples(users, pos, neg)
+
+
+def make_static_sampler(triples, *, batch_size):
+    """Epochs that only reshuffle fixed triples (static mode).
+
+    Args:
+        triples: Triples from `static_triples`.
+        batch_size: B.
+
+    Returns:
+        BPRSampler; `epoch(key, epoch)` shuffles with fold_in(key, epoch).
+    """
+    batch_size = _check_positive(batch_size, "batch_size")
+
+    def epoch(key, epoch):
+        return batch_triples(triples, batch_size, jax.random.fold_in(key, epoch))
+
+    return BPRSampler(epoch=epoch, num_batches=-(-len(triples.users) // batch_size))
