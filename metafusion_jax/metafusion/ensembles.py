@@ -18,8 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metafusion_jax.metafusion.cohort import torch_linear_init
-
 TASKS = ("regression", "classification")
 
 
@@ -151,12 +149,19 @@ def _stack_inputs(preds):
     return jnp.transpose(preds, (1, 0, 2)).reshape(n, m * c)
 
 
+def _torch_linear(key, fan_in, fan_out):
+    """PyTorch nn.Linear default init: weight and bias ~ U(+-1/sqrt(fan_in))."""
+    kw, kb = jax.random.split(key)
+    bound = 1.0 / np.sqrt(fan_in)
+    return {"w": jax.random.uniform(kw, (fan_in, fan_out), jnp.float32, -bound, bound),
+            "b": jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound)}
+
+
 def stacking_init(key, num_members, out_dim):
     """Meta-learner params: MLP(M*C -> M*C -> C), PyTorch-default init."""
     width = num_members * out_dim
     k1, k2 = jax.random.split(key)
-    return [torch_linear_init(k1, width, (width, width), (width,)),
-            torch_linear_init(k2, width, (width, out_dim), (out_dim,))]
+    return [_torch_linear(k1, width, width), _torch_linear(k2, width, out_dim)]
 
 
 def _meta_apply(params, x):
