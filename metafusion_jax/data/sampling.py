@@ -55,7 +55,7 @@ class BPRSampler(NamedTuple):
 class _FreeIndex(NamedTuple):
     users: np.ndarray    # int64 [E] unique train pairs, sorted by (user, item)
     items: np.ndarray    # int64 [E]
-    gaps: np.ndarray     # int64 [E] user * I + (t_m - m): non-train items before t_m, globally sorted
+    gaps: np.ndarray     # int64 [E] user * I + (t_m - m), globally sorted
     starts: np.ndarray   # int64 [U] first row of each user
     n_free: np.ndarray   # int64 [U] number of non-train items per user
     n_items: int
