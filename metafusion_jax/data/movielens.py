@@ -13,8 +13,6 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from metafusion_jax.data import interactions
 
@@ -61,6 +59,7 @@ def _standardise(x):
 
 def _svd(matrix, dims, seed):
     """TruncatedSVD to exactly `dims` columns (zero-padded when the matrix rank is smaller)."""
+    from sklearn.decomposition import TruncatedSVD  # lazy: keeps `import metafusion_jax` fast
     k = min(dims, min(matrix.shape) - 1)
     out = np.zeros((matrix.shape[0], dims))
     if k >= 1:
@@ -69,6 +68,8 @@ def _svd(matrix, dims, seed):
 
 
 def _title_features(titles, seed):
+    from sklearn.feature_extraction.text import TfidfVectorizer  # lazy import
+
     words = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
                             sublinear_tf=True)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
@@ -106,6 +107,8 @@ def _kg_features(directory, item_tokens, seed):
     no_link = np.array([not d for d in docs], dtype=np.float64)
     svd = np.zeros((len(docs), SVD_DIMS))
     if (no_link == 0).any():
+        from sklearn.feature_extraction.text import TfidfVectorizer  # lazy import
+
         vectorizer = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True)
         svd = _svd(vectorizer.fit_transform(docs), SVD_DIMS, seed)
     svd = _standardise(svd) * (1.0 - no_link[:, None])  # items without a link: zeros

@@ -141,7 +141,7 @@ def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_col
 
 
 def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), exclude_pairs=None,
-                    chunk_size=4096):
+                    chunk_size=1024):
     """Full-ranking top-K metrics (definitions in the module docstring).
 
     Args:
