@@ -1,0 +1,142 @@
+"""MetaMMF recommenders (Liu et al., TOIS 2023) on MF and GCN backbones, and the model table.
+
+Item representation e_i = fuse(x_i; W_i(s_i)) ++ item-id embedding, with s_i = meta_info(x_i)
+(spec section 2). Users are id embeddings of the same width. MF scores <e_u, e_i>; GCN first runs
+two GraphSAGE mean layers over the bipartite train graph (spec section 2.2 item 5):
+X = [users; items] -> sage -> leaky_relu -> dropout(0.5) -> sage -> dropout(0.2).
+
+`MODELS` is the one explicit name -> factory dict the trainer uses; every factory takes keyword
+arguments `n_users, n_items, feature_dim, modality_slices` plus its own.
+"""
+import jax
+import jax.numpy as jnp
+
+from metafusion_jax.metammf import baselines
+from metafusion_jax.metammf import graph as graph_lib
+from metafusion_jax.metammf import layers
+from metafusion_jax.metammf.layers import Recommender
+
+__all__ = ["MODELS", "Recommender", "dropout", "make_metammf", "make_static_mlp"]
+
+BACKBONES = ("mf", "gcn")
+
+
+def dropout(key, x, rate):
+    """Inverted dropout: zero with probability `rate`, scale survivors by 1 / (1 - rate)."""
+    if rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def _check_common(n_users, n_items, feature_dim):
+    for name, value in (("n_users", n_users), ("n_items", n_items),
+                        ("feature_dim", feature_dim)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}.")
+
+
+def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion="dense",
+                 meta_hidden=None, s_dim=5, fusion_dims=(80, 32), rank=16, id_dim=32,
+                 user_dim=64, backbone="gcn", gcn_dropout=(0.5, 0.2)):
+    """MetaMMF: meta-learned item-specific fusion, on an MF or a GCN backbone.
+
+    Args:
+        n_users: U.
+        n_items: I.
+        feature_dim: F, width of inputs["features"].
+        modality_slices: unused (the fusion sees the concatenation); accepted for the table.
+        fusion: a key of `layers.FUSION_KINDS`: "dense", "cp", "cp_repo" or "static".
+        meta_hidden: hidden width of the meta extractor; None uses F (as the reference).
+        s_dim: S, meta vector size.
+        fusion_dims: widths after the input, e.g. (80, 32) or (1024, 512, 256, 32).
+        rank: R for the cp kinds.
+        id_dim: item-id embedding width.
+        user_dim: user embedding width; must equal fusion_dims[-1] + id_dim.
+        backbone: "mf" or "gcn".
+        gcn_dropout: (after layer 1, on the output) dropout rates, used only when train=True.
+
+    Returns:
+        Recommender whose embed gives user_emb [U, user_dim] and item_emb [I, user_dim].
+
+    Raises:
+        ValueError: on an unknown fusion kind or backbone, or mismatched widths.
+    """
+    del modality_slices
+    _check_common(n_users, n_items, feature_dim)
+    if fusion not in layers.FUSION_KINDS:
+        raise ValueError(
+            f"fusion must be one of {sorted(layers.FUSION_KINDS)}, got {fusion!r}.")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
+    fusion_dims = tuple(int(d) for d in fusion_dims)
+    if not fusion_dims:
+        raise ValueError("fusion_dims must name at least one layer width, got ().")
+    if user_dim != fusion_dims[-1] + id_dim:
+        raise ValueError(
+            f"user_dim must equal fusion_dims[-1] + id_dim = {fusion_dims[-1]} + {id_dim} = "
+            f"{fusion_dims[-1] + id_dim} so users and items share one space, got {user_dim}. "
+            "Change user_dim, id_dim or the last fusion width.")
+    meta_hidden = int(meta_hidden or feature_dim)
+    dims = (int(feature_dim),) + fusion_dims
+    drop1, drop2 = (float(r) for r in gcn_dropout)
+
+    def init(key):
+        k_meta, k_fus, k_item, k_user, k_gcn = jax.random.split(key, 5)
+        params = {
+            "fusion": layers.fusion_init(k_fus, fusion, dims, s_dim, rank),
+            "item_id": layers.dense_init(k_item, n_items, id_dim),
+            "user": layers.dense_init(k_user, n_users, user_dim),
+        }
+        if fusion != "static":
+            params["meta"] = layers.meta_info_init(k_meta, feature_dim, meta_hidden, s_dim)
+        if backbone == "gcn":
+            k1, k2 = jax.random.split(k_gcn)
+            params["gcn"] = [graph_lib.sage_init(k1, user_dim, user_dim),
+                             graph_lib.sage_init(k2, user_dim, user_dim)]
+        return params
+
+    def item_rep(params, feat):
+        s = None if fusion == "static" else layers.meta_info(params["meta"], feat)
+        fused = layers.fuse(fusion, params["fusion"], feat, s)
+        return jnp.concatenate([fused, params["item_id"]], axis=1)
+
+    def embed(params, inputs, key, train):
+        items = item_rep(params, inputs["features"])
+        if backbone == "mf":
+            return params["user"], items
+        graph = inputs["graph"]
+        x = jnp.concatenate([params["user"], items], axis=0)
+        x = layers.leaky_relu(graph_lib.sage(params["gcn"][0], x, graph))
+        k1, k2 = jax.random.split(key)
+        if train:
+            x = dropout(k1, x, drop1)
+        x = graph_lib.sage(params["gcn"][1], x, graph)
+        if train:
+            x = dropout(k2, x, drop2)
+        return x[:n_users], x[n_users:]
+
+    return Recommender(init, embed)
+
+
+def make_static_mlp(*, n_users, n_items, feature_dim, modality_slices=None, **kwargs):
+    """Static-fusion ablation: MetaMMF with W_i = M for every item (spec section 5).
+
+    A bias-free MLP over the concatenated features (no meta extractor, no T), ++ item-id
+    embedding, on the MF or GCN backbone. Takes make_metammf's other keyword arguments.
+    """
+    if kwargs.get("fusion", "static") != "static":
+        raise ValueError(f"static_mlp fixes fusion='static', got fusion={kwargs['fusion']!r}.")
+    kwargs["fusion"] = "static"
+    return make_metammf(n_users=n_users, n_items=n_items, feature_dim=feature_dim,
+                        modality_slices=modality_slices, **kwargs)
+
+
+MODELS = {
+    "metammf": make_metammf,
+    "static_mlp": make_static_mlp,
+    "vbpr": baselines.make_vbpr,
+    "lightgcn": baselines.make_lightgcn,
+    "mmgcn": baselines.make_mmgcn,
+    "lattice": baselines.make_lattice,
+}
