@@ -18,7 +18,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 @pytest.fixture
 def fast_compile():
     """Turns off most XLA optimisations for end-to-end tests (compile time dominates)."""
-    previous = jax.config.jax_disable_most_optimizations
+    previous = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)
