@@ -1,0 +1,544 @@
+"""Meta Fusion training loop: data -> cohort -> rho=0 -> weights -> rho>0 -> ensembles/baselines.
+
+`train_and_evaluate(config, workdir)` runs every seed of `config.num_seeds` in ONE program per
+stage (data, params and keys stacked on a leading S axis; rho values on a second axis R):
+
+  1. indep     rho = 0, w = 1: the independent cohort (spec 2.3).
+  2. mutual    every positive rho in one vmapped program, weights from the rho=0 best validation
+               losses (clustering / adversarial / uniform); `warm_start_b1` starts the first
+               positive rho from the rho=0 best params and Adam state (reference bug B1).
+  3. b1_other  (only with `report_both_b1`) the first positive rho trained the other B1 way.
+  4. baselines unimodal networks and early fusion: the dummy cohort [[p_m, 0], ...] at rho = 0.
+  5. coop      cooperative learning (2-modality regression only, `baselines.coop`).
+Then rho* (spec 2.3), the ensembles on the rho* cohort and on the independent cohort (`indep_`),
+and `workdir/results.json`.
+
+Checkpoints: after each stage the member predictions (train/val/test), best validation losses
+and curves of every completed stage go into one orbax `latest` checkpoint (meta: the stage name,
+completed stages and rho runs). A killed run started again skips completed stages and ends with
+identical results (keys are derived from the seeds, never saved).
+
+results.json: `test[<method>]` is the mean over seeds of the test metric (`metric`: "mse" for
+regression, lower is better; "accuracy" for classification) and `test[<method>_se]` its
+standard error (std with ddof=1 / sqrt(S); 0 for one seed); `per_seed[<method>]` lists the
+per-seed values in the order of `seeds`.
+"""
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from metafusion_jax.data import multiview, simulator
+from metafusion_jax.metafusion import cohort as cohort_lib
+from metafusion_jax.metafusion import baselines, ensembles, extractors, mutual, program, weights
+from metafusion_jax.training.artifacts import check_finite, write_json_atomic
+from metafusion_jax.training.checkpoints import RunCheckpoints
+from metafusion_jax.training.writers import MetricWriter
+
+METRICS = {"regression": "mse", "classification": "accuracy"}
+EXTRACTORS = ("pca", "separate", "encoder")
+WEIGHT_TYPES = ("clustering", "adversarial", "uniform")
+SPLITS = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------------------- config & data
+
+
+def _fail(field, expected, got, fix=""):
+    raise ValueError(f"config.{field}: expected {expected}, got {got!r}. {fix}".strip())
+
+
+def validate_config(config) -> None:
+    """Raises ValueError naming the field, the expected and the actual value."""
+    if config.data.source not in DATA_SOURCES:
+        _fail("data.source", f"one of {sorted(DATA_SOURCES)}", config.data.source)
+    if config.data.source == "simulator" and config.data.setting not in simulator.SETTINGS:
+        _fail("data.setting", f"one of {sorted(simulator.SETTINGS)}", config.data.setting)
+    if config.task not in METRICS:
+        _fail("task", f"one of {sorted(METRICS)}", config.task)
+    if (config.task == "regression") != (config.num_classes == 1) or config.num_classes < 1:
+        _fail("num_classes", "1 for regression, >= 2 for classification", config.num_classes)
+    for field, value in (("num_seeds", config.num_seeds), ("train.epochs", config.train.epochs),
+                         ("train.batch_size", config.train.batch_size),
+                         ("ensembles.meta_learner_epochs", config.ensembles.meta_learner_epochs)):
+        if int(value) < 1:
+            _fail(field, "an integer >= 1", value)
+    if not config.train.learning_rate > 0:
+        _fail("train.learning_rate", "a positive float", config.train.learning_rate)
+    rhos = [float(r) for r in config.rho_list]
+    if len(rhos) < 2 or rhos[0] != 0.0 or any(r <= 0 for r in rhos[1:]):
+        _fail("rho_list", "0 followed by one or more positive values", rhos, "e.g. [0, 0.99, 3].")
+    if config.divergence_weights not in WEIGHT_TYPES:
+        _fail("divergence_weights", f"one of {WEIGHT_TYPES}", config.divergence_weights)
+    if config.cohort.extractor not in EXTRACTORS:
+        _fail("cohort.extractor", f"one of {EXTRACTORS}", config.cohort.extractor)
+    if len(config.cohort.mod_hiddens) != len(config.cohort.mod_outs):
+        _fail("cohort.mod_hiddens", f"{len(config.cohort.mod_outs)} lists (one per modality)",
+              config.cohort.mod_hiddens)
+    if not config.cohort.head_hiddens or any(int(h) < 1 for h in config.cohort.head_hiddens):
+        _fail("cohort.head_hiddens", "a non-empty list of positive widths",
+              config.cohort.head_hiddens)
+    if config.optimal_k < 0:
+        _fail("optimal_k", "0 (silhouette) or a cluster count >= 1", config.optimal_k)
+    if config.baselines.coop and config.task != "regression":
+        _fail("baselines.coop", "False for classification (Coop is 2-modality regression)", True)
+
+
+def _load_simulator(config, seed):
+    overrides = {"noise_ratios": tuple(config.data.noise_ratios)} if config.data.noise_ratios else {}
+    return simulator.make_synthetic(config.data.setting, seed=seed, n=config.data.n or None,
+                                    int_truncation=config.data.truncate_interactions, **overrides)
+
+
+def _load_mfeat(config, seed):
+    data = multiview.load_mfeat(config.data.mfeat_dir or None, views=list(config.data.views),
+                                seed=seed)
+    # The views have very different scales (counts, correlations, moments): standardise each
+    # column with train+val statistics, as the reference's real-data cleaning does on train folds.
+    fit = [np.concatenate([a, b]) for a, b in zip(data.train.xs, data.val.xs)]
+    mean = [f.mean(0) for f in fit]
+    std = [np.where(f.std(0) > 0, f.std(0), 1.0) for f in fit]
+    scale = lambda s: multiview.Split(tuple(((x - mu) / sd).astype(np.float32)
+                                            for x, mu, sd in zip(s.xs, mean, std)), s.y)
+    return data._replace(train=scale(data.train), val=scale(data.val), test=scale(data.test))
+
+
+DATA_SOURCES = {"simulator": _load_simulator, "mfeat": _load_mfeat}
+
+
+def _stack_splits(datas, to_inputs):
+    """Per-seed MultiModalData -> {"x_<split>": K [S, N, .], "y_<split>": [S, N]}."""
+    out = {}
+    per_seed = [to_inputs(d) for d in datas]
+    for i, split in enumerate(SPLITS):
+        out[f"x_{split}"] = tuple(jnp.asarray(np.stack(x)) for x in zip(*[p[i] for p in per_seed]))
+        out[f"y_{split}"] = jnp.asarray(np.stack([getattr(d, split).y for d in datas]))
+    return out
+
+
+def _pca_layout(data, spec):
+    """Train/val/test inputs in the PCA extractor layout, fitted on train+val (reference, B10)."""
+    sizes = [len(getattr(data, s).y) for s in SPLITS]
+    xs = [np.concatenate([getattr(data, s).xs[m] for s in SPLITS]) for m in range(len(data.dims))]
+    full = extractors.pca_inputs(xs, np.arange(sizes[0] + sizes[1]), spec)
+    cuts = np.cumsum(sizes)[:-1]
+    return tuple(tuple(parts) for parts in zip(*[np.split(x, cuts) for x in full]))
+
+
+def _raw_layout(data):
+    return tuple(getattr(data, s).xs for s in SPLITS)
+
+
+def build_cohort(config, datas, init_keys):
+    """Cohort spec, model, stacked initial params [S, M, ...] and stacked inputs [S, ...]."""
+    dims = datas[0].dims
+    mod_outs = [list(m) + ([p] if config.cohort.add_full and p not in m else [])
+                for m, p in zip(config.cohort.mod_outs, dims)]
+    spec = cohort_lib.make_cohort_spec(mod_outs, dims)
+    head = dict(hidden=tuple(config.cohort.head_hiddens), out_dim=config.num_classes)
+    kind = config.cohort.extractor
+    if kind == "pca":
+        model = cohort_lib.make_cohort(spec, extractors.make_pca_extractor(spec), **head)
+        return spec, model, jax.vmap(model.init)(init_keys), _stack_splits(
+            datas, lambda d: _pca_layout(d, spec))
+    if kind == "separate":
+        ext = extractors.make_separate_extractor(
+            spec, mod_hiddens=config.cohort.mod_hiddens, freeze=config.cohort.freeze_encoder)
+        model = cohort_lib.make_cohort(spec, ext, **head)
+        return spec, model, jax.vmap(model.init)(init_keys), _stack_splits(datas, _raw_layout)
+    # encoder: one pre-trained chain per modality and seed; the member functions are shared.
+    params = []
+    for data, key in zip(datas, init_keys):
+        chains = []
+        for m in range(spec.num_modalities):
+            lat = [d for d in spec.mod_outs[m] if 0 < d < dims[m]]
+            chains.append(None if not lat else extractors.pretrain_chain(
+                jax.random.fold_in(key, 1000 + m), data.train.xs[m], data.train.y,
+                data.val.xs[m], data.val.y, hidden=config.cohort.mod_hiddens[m],
+                latent_dims=lat, out_dim=config.num_classes, task=config.task,
+                learning_rate=config.train.learning_rate, epochs=config.cohort.encoder_epochs))
+        ext = extractors.make_encoder_extractor(spec, chains, mod_hiddens=config.cohort.mod_hiddens,
+                                                freeze=config.cohort.freeze_encoder)
+        model = cohort_lib.make_cohort(spec, ext, **head)
+        params.append(model.init(key))
+    return spec, model, cohort_lib.stack(params), _stack_splits(datas, _raw_layout)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _train_data(inputs):
+    return {k: inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+
+
+class _Runner:
+    """The jitted programs of one cohort model (compiled once, reused by every stage)."""
+
+    def __init__(self, config, model, inputs, step=None):
+        self.step = step or mutual.make_cohort_step(model.apply, task=config.task,
+                                                    learning_rate=config.train.learning_rate)
+        n_train = inputs["y_train"].shape[1]
+        prog = program.make_program(self.step, n_train=n_train,
+                                    batch_size=config.train.batch_size, epochs=config.train.epochs)
+        self.run_seeds = jax.jit(prog.run_seeds)
+        per_rho = jax.vmap(model.apply, in_axes=(0, None))
+        self.predict = jax.jit(jax.vmap(per_rho, in_axes=(0, 0)))      # [S,R,M..],[S,N..]
+        self.inputs = inputs
+
+    def run(self, params, opt, rhos, w, keys, *, keep_best=False):
+        """params/opt [S, R, M, ...], rhos [R], w [S, R, M], keys [S, R] -> numpy stage record."""
+        res = self.run_seeds(params, opt, _train_data(self.inputs), jnp.asarray(rhos, jnp.float32),
+                             jnp.asarray(w, jnp.float32), keys)
+        record = {"best_val": res.best_val, "val_curve": res.val_curve,
+                  "train_task": res.train_task}
+        # A sum is non-finite iff some entry is (float64: no overflow of large finite losses).
+        check_finite({k: np.sum(np.asarray(v, np.float64)) for k, v in record.items()},
+                     f"the cohort's training/validation losses (rho {list(rhos)})")
+        for split in SPLITS:
+            record[f"pred_{split}"] = self.predict(res.best_params, self.inputs[f"x_{split}"])
+        if keep_best:
+            record["warm"] = {"params": res.best_params, "opt": res.best_opt_state}
+        return jax.tree.map(np.asarray, record)
+
+
+def _keys(base_keys, indices):
+    """[S] keys -> [S, R] keys: the run of rho index r uses fold_in(key, r) (as program.py)."""
+    return jnp.stack([jax.vmap(lambda k: jax.random.fold_in(k, r))(base_keys) for r in indices], 1)
+
+
+def _repeat(tree, r):
+    return jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a)[:, None], r, axis=1), tree)
+
+
+def divergence_weights(config, best_val0, seed):
+    """Host weights from the rho=0 best validation losses [M] -> (w [M], cluster idx or None)."""
+    if config.divergence_weights == "uniform":
+        return weights.uniform_weights(len(best_val0)), None
+    cw = weights.clustering_weights(best_val0, seed=seed, optimal_k=config.optimal_k or None,
+                                    adversarial=config.divergence_weights == "adversarial")
+    return cw.w, cw.cluster_idxs
+
+
+def _stage_indep(ctx, done):
+    keep = ctx.config.warm_start_b1 or ctx.config.report_both_b1
+    s, m = ctx.best_shape
+    return ctx.runner.run(_repeat(ctx.params0, 1), _repeat(ctx.opt0, 1), [0.0],
+                          np.ones((s, 1, m)), _keys(ctx.keys, [0]), keep_best=keep)
+
+
+def _positive_init(ctx, done, r, warm):
+    params, opt = _repeat(ctx.params0, r), _repeat(ctx.opt0, r)
+    if warm:  # bug B1: the first positive rho continues from the rho=0 best params and Adam
+        put = lambda a, b: jnp.asarray(a).at[:, 0].set(jnp.asarray(b)[:, 0])
+        params = jax.tree.map(put, params, done["indep"]["warm"]["params"])
+        opt = jax.tree.map(put, opt, done["indep"]["warm"]["opt"])
+    return params, opt
+
+
+def _stage_mutual(ctx, done):
+    rhos = [float(r) for r in ctx.config.rho_list[1:]]
+    params, opt = _positive_init(ctx, done, len(rhos), ctx.config.warm_start_b1)
+    w = np.repeat(ctx.weights[:, None], len(rhos), axis=1)
+    return ctx.runner.run(params, opt, rhos, w, _keys(ctx.keys, range(1, len(rhos) + 1)))
+
+
+def _stage_b1_other(ctx, done):
+    params, opt = _positive_init(ctx, done, 1, not ctx.config.warm_start_b1)
+    return ctx.runner.run(params, opt, [float(ctx.config.rho_list[1])], ctx.weights[:, None],
+                          _keys(ctx.keys, [1]))
+
+
+def _benchmark_runner(ctx, coop):
+    dims = ctx.datas[0].dims
+    model = baselines.make_benchmark_cohort(dims, hidden=tuple(ctx.config.cohort.head_hiddens),
+                                            out_dim=ctx.config.num_classes)
+    step = baselines.make_coop_step(model.apply, learning_rate=ctx.config.train.learning_rate,
+                                    reproduce_b17=ctx.config.baselines.coop_b17) if coop else None
+    runner = _Runner(ctx.config, model, _stack_splits(ctx.datas, _raw_layout), step)
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 100 + coop))(ctx.keys)
+    params = jax.vmap(model.init)(keys)
+    return runner, params, jax.vmap(runner.step.init_opt)(params), keys
+
+
+def _stage_baselines(ctx, done):
+    """Early fusion and unimodal networks (spec 4), trained independently (rho = 0)."""
+    runner, params, opt, keys = _benchmark_runner(ctx, coop=False)
+    ones = np.ones((len(ctx.seeds), 1, jax.tree.leaves(params)[0].shape[1]))
+    return runner.run(_repeat(params, 1), _repeat(opt, 1), [0.0], ones, _keys(keys, [0]))
+
+
+def _stage_coop(ctx, done):
+    """Cooperative learning over the rho list filtered to [0, 1), one program over rho."""
+    runner, params, opt, keys = _benchmark_runner(ctx, coop=True)
+    rhos = baselines.coop_rhos(ctx.config.rho_list)
+    ones = np.ones((len(ctx.seeds), len(rhos), 3))
+    return runner.run(_repeat(params, len(rhos)), _repeat(opt, len(rhos)), rhos, ones,
+                      _keys(keys, range(len(rhos))))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _metric(pred, y, task):
+    """Test MSE (regression) or accuracy (classification; pred logits [N, C] or labels [N])."""
+    pred, y = np.asarray(pred), np.asarray(y)
+    if task == "regression":
+        return float(np.mean((pred.reshape(len(y), -1) - y[:, None]) ** 2))
+    return float(np.mean((pred if pred.ndim == 1 else pred.argmax(-1)) == y))
+
+
+def _stacking_fitter(config, n_train, num_members):
+    """jit(vmap(fit)) over a leading G axis: params from keys [G], member outputs [G, M, N, C]."""
+    fit = ensembles.make_stacking_fit(task=config.task, n_train=n_train,
+                                      epochs=config.ensembles.meta_learner_epochs,
+                                      batch_size=config.train.batch_size,
+                                      learning_rate=config.ensembles.meta_learner_lr)
+
+    def fit_all(keys, p_train, y_train, p_val, y_val):
+        k_init, k_fit = jax.vmap(jax.random.split, out_axes=1)(keys)
+        params = jax.vmap(lambda k: ensembles.stacking_init(k, num_members, config.num_classes))(
+            k_init)
+        return jax.vmap(fit)(params, p_train, y_train, p_val, y_val, k_fit).best_params
+    return jax.jit(fit_all)
+
+
+def _cohort_scores(task, preds, best_val, y, stack_params):
+    """Test metric of every ensemble over one seed's cohort (preds {split: [M, N, C]})."""
+    inv = ensembles.inverse_loss_weights(best_val)
+    sel = ensembles.greedy_selection(preds["val"], y["val"], best_val, task=task)
+    test = preds["test"]
+    out = {"meta_fusion": ensembles.greedy_predict(test, sel),
+           "stacking": ensembles.stacking_predict(stack_params, test),
+           "best_single": ensembles.best_single(test, best_val),
+           "simple_average": ensembles.simple_average(test),
+           "weighted_average": ensembles.weighted_average(test, inv)}
+    if task == "classification":
+        out["majority_voting"] = ensembles.majority_voting(test)
+        out["weighted_voting"] = ensembles.weighted_voting(test, inv)
+    return {k: _metric(v, y["test"], task) for k, v in out.items()}, sel
+
+
+def _evaluate_cohort(ctx, best_val, preds, rho_index):
+    """Ensembles of each seed's cohort at rho index rho_index[s] -> per-seed scores & members."""
+    s_idx = np.arange(len(rho_index))
+    pick = {sp: preds[f"pred_{sp}"][s_idx, rho_index] for sp in SPLITS}          # [S, M, N, C]
+    bv = best_val[s_idx, rho_index]                                              # [S, M]
+    y = {sp: np.asarray(ctx.inputs[f"y_{sp}"]) for sp in SPLITS}
+    # Same stacking keys for every cohort: rho* = 0 gives stacking == indep_stacking.
+    stack = ctx.stacker(ctx.stack_keys, pick["train"], y["train"], pick["val"], y["val"])
+    per_seed, members, selections = {}, [], []
+    for s in s_idx:
+        scores, sel = _cohort_scores(ctx.config.task, {sp: pick[sp][s] for sp in SPLITS}, bv[s],
+                                     {sp: y[sp][s] for sp in SPLITS},
+                                     jax.tree.map(lambda a, s=s: a[s], stack))
+        for k, v in scores.items():
+            per_seed.setdefault(k, []).append(v)
+        selections.append(sel.indices.tolist())
+        members.append([_metric(pick["test"][s][c], y["test"][s], ctx.config.task)
+                        for c in range(bv.shape[1])])
+    return per_seed, {"val_loss": bv.tolist(), "test": members, "greedy_members": selections}
+
+
+def _rho_star(ctx, best_val):
+    if ctx.config.divergence_weights == "adversarial":  # compared at max(rho), as the reference
+        return np.full(best_val.shape[0], best_val.shape[1] - 1)
+    return np.array([program.choose_rho(best_val[s], ctx.clusters[s])
+                     for s in range(best_val.shape[0])])
+
+
+def _baseline_scores(ctx, done):
+    """modality_<k>, early_fusion, late_fusion and coop per seed (spec 4)."""
+    y, task, out = np.asarray(ctx.inputs["y_test"]), ctx.config.task, {}
+    for s in range(len(y)):
+        preds = {}
+        if "baselines" in done:
+            preds = baselines.benchmark_predictions(done["baselines"]["pred_test"][s, 0])
+        if "coop" in done:
+            r = baselines.choose_coop_rho(done["coop"]["best_val"][s])
+            preds["coop"] = baselines.coop_predict(done["coop"]["pred_test"][s, r])
+        for k, v in preds.items():
+            out.setdefault(k, []).append(_metric(v, y[s], task))
+    return out
+
+
+def summarise(per_seed):
+    """{method: [S values]} -> {method: mean, method_se: std(ddof=1)/sqrt(S) (0 if S = 1)}."""
+    out = {}
+    for k, v in per_seed.items():
+        v = np.asarray(v, np.float64)
+        out[k] = float(v.mean())
+        out[k + "_se"] = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class _Context:
+    """What every stage reads: config, data, cohort programs, initial state, keys, weights."""
+
+    def __init__(self, config, seeds):
+        self.config = config
+        self.seeds = seeds
+        self.datas = [DATA_SOURCES[config.data.source](config, s) for s in seeds]
+        base = [jax.random.split(jax.random.key(s), 3) for s in seeds]
+        init_keys, self.keys, self.stack_keys = (jnp.stack(k) for k in zip(*base))
+        self.spec, self.model, self.params0, self.inputs = build_cohort(config, self.datas,
+                                                                        init_keys)
+        self.runner = _Runner(config, self.model, self.inputs)
+        self.opt0 = jax.vmap(self.runner.step.init_opt)(self.params0)
+        self.best_shape = (len(seeds), self.spec.num_members)
+        self.stacker = _stacking_fitter(config, self.inputs["y_train"].shape[1],
+                                        self.spec.num_members)
+        self.weights, self.clusters = None, None
+
+    def set_weights(self, indep):
+        pairs = [divergence_weights(self.config, indep["best_val"][s, 0], seed)
+                 for s, seed in enumerate(self.seeds)]
+        self.weights = np.stack([np.asarray(w, np.float32) for w, _ in pairs])
+        self.clusters = [c for _, c in pairs]
+
+
+STAGES = {"indep": _stage_indep, "mutual": _stage_mutual, "b1_other": _stage_b1_other,
+          "baselines": _stage_baselines, "coop": _stage_coop}
+
+
+def active_stages(config):
+    names = ["indep", "mutual"] + (["b1_other"] if config.report_both_b1 else [])
+    names += ["baselines"] if config.baselines.run else []
+    return names + (["coop"] if config.baselines.coop else [])
+
+
+def _stage_rhos(config, name):
+    rhos = [float(r) for r in config.rho_list]
+    return {"indep": [0.0], "mutual": rhos[1:], "b1_other": rhos[1:2],
+            "coop": baselines.coop_rhos(rhos)}.get(name, [0.0])
+
+
+def _log_stage(writer, name, index, record, rhos, epochs):
+    curve, train = record["val_curve"].mean(0), record["train_task"].mean(0)   # [R, E, M]
+    for e in range(epochs):
+        scalars = {}
+        for r, rho in enumerate(rhos):
+            tag = f"{name}/rho_{rho:g}"
+            scalars[f"{tag}/val_task_mean"] = curve[r, e].mean()
+            scalars[f"{tag}/train_task_mean"] = train[r, e].mean()
+            scalars.update({f"{tag}/val_task/member_{c:02d}": v for c, v in enumerate(curve[r, e])})
+        writer.write_scalars(index * epochs + e + 1, scalars)
+    writer.flush()
+
+
+def _pack_warm(record):
+    if "warm" in record:  # leaves only: orbax gives optax NamedTuples back as dicts
+        record["warm"] = {k: jax.tree.leaves(v) for k, v in record["warm"].items()}
+    return record
+
+
+def _unpack_warm(ctx, record):
+    if "warm" in record:
+        like = {"params": _repeat(ctx.params0, 1), "opt": _repeat(ctx.opt0, 1)}
+        record["warm"] = {k: jax.tree.unflatten(jax.tree.structure(like[k]), record["warm"][k])
+                          for k in like}
+    return record
+
+
+def run_stages(ctx, workdir):
+    """Runs (or restores) every active stage; returns ({stage: record}, {stage: seconds})."""
+    config, names = ctx.config, active_stages(ctx.config)
+    ckpt = RunCheckpoints(workdir)
+    done, timing = {}, {}
+    restored = ckpt.restore_latest(None)
+    if restored is not None:
+        if restored.meta["config"] != config.to_json(sort_keys=True):
+            ckpt.close()
+            raise ValueError(f"workdir {workdir} holds a checkpoint of a different config; use a "
+                             "new --workdir or delete its checkpoints/ folder.")
+        done = {k: _unpack_warm(ctx, dict(v)) for k, v in restored.state.items()}
+        timing = dict(restored.meta["timing"])
+    writer = MetricWriter(workdir)
+    writer.truncate_after(len(done) * config.train.epochs)
+    try:
+        for index, name in enumerate(tqdm.tqdm(names, desc="Meta Fusion stages", unit="stage")):
+            if name == "mutual" or name == "b1_other":
+                ctx.set_weights(done["indep"]) if ctx.weights is None else None
+            if name in done:
+                continue
+            start = time.time()
+            record = STAGES[name](ctx, done)
+            timing[name] = time.time() - start
+            if "val_curve" in record:
+                _log_stage(writer, name, index, record, _stage_rhos(config, name),
+                           config.train.epochs)
+            done[name] = record
+            rho_runs = sorted({r for n in done for r in _stage_rhos(config, n)})
+            ckpt.save_latest(index + 1, {k: _pack_warm(dict(v)) for k, v in done.items()},
+                             {"stage": name, "completed": list(done), "rho_runs_completed":
+                              rho_runs, "timing": timing,
+                              "config": config.to_json(sort_keys=True)})
+            ckpt.wait()
+            done[name] = _unpack_warm(ctx, _pack_warm(dict(record)))
+    finally:
+        ckpt.close()
+        writer.close()
+    return done, timing
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains every stage (resuming from `workdir`), evaluates, writes `workdir/results.json`.
+
+    Args:
+      config: a `configs/metafusion.py` ConfigDict.
+      workdir: output folder (results.json, metrics.jsonl, TensorBoard events, checkpoints/).
+
+    Returns:
+      The results.json dict (see the module docstring).
+
+    Raises:
+      ValueError: bad config values or data; FloatingPointError: a non-finite loss (nothing is
+        saved for that stage and no results.json is written).
+    """
+    validate_config(config)
+    start = time.time()
+    seeds = [int(config.seed) + s for s in range(int(config.num_seeds))]
+    ctx = _Context(config, seeds)
+    if config.baselines.coop and len(ctx.datas[0].dims) != 2:
+        _fail("baselines.coop", "False unless there are exactly 2 modalities", True)
+    done, timing = run_stages(ctx, workdir)
+    if ctx.weights is None:
+        ctx.set_weights(done["indep"])
+    rhos = np.asarray(config.rho_list, np.float64)
+    join = lambda a, b: {k: np.concatenate([a[k], b[k]], 1) for k in ("best_val", *[
+        f"pred_{sp}" for sp in SPLITS])}
+    main = join(done["indep"], done["mutual"])
+    star = _rho_star(ctx, main["best_val"])
+    per_seed, members = _evaluate_cohort(ctx, main["best_val"], main, star)
+    indep_seed, indep_members = _evaluate_cohort(ctx, main["best_val"], main, 0 * star)
+    per_seed.update({("indep_greedy" if k == "meta_fusion" else "indep_" + k): v
+                     for k, v in indep_seed.items()})
+    per_seed.update(_baseline_scores(ctx, done))
+    results = {"dataset": ctx.datas[0].name, "setting": config.data.setting, "seeds": seeds,
+               "metric": METRICS[config.task], "test": summarise(per_seed), "per_seed": per_seed,
+               "rho_list": rhos.tolist(), "rho_star": rhos[star].tolist(),
+               "best_cluster": [None if c is None else np.asarray(c).tolist()
+                                for c in ctx.clusters],
+               "weights": ctx.weights.tolist(),
+               "members": {"dims": [list(d) for d in ctx.spec.dims], "rho_star": members,
+                           "indep": indep_members}}
+    if "b1_other" in done:
+        other = {k: v.copy() for k, v in main.items()}
+        for k in other:
+            other[k][:, 1] = done["b1_other"][k][:, 0]
+        o_star = _rho_star(ctx, other["best_val"])
+        o_seed, _ = _evaluate_cohort(ctx, other["best_val"], other, o_star)
+        results["b1_arm"] = {"warm_start_b1": not config.warm_start_b1,
+                             "rho_star": rhos[o_star].tolist(), "test": summarise(o_seed),
+                             "per_seed": o_seed}
+    timing["total_s"] = time.time() - start
+    results["timing"] = timing
+    results["config"] = config.to_dict()
+    check_finite({k: v for k, v in results["test"].items()}, "the test metrics")
+    write_json_atomic(os.path.join(workdir, "results.json"), results)
+    return results
