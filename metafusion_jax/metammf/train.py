@@ -1,0 +1,352 @@
+"""MetaMMF training loop: BPR training, validation model selection, resumable orbax checkpoints.
+
+`train_and_evaluate(config, workdir)` is the one entry point (big_vision / flax examples style):
+it reads a `ml_collections.ConfigDict` (see `configs/metammf.py`), trains any recommender of
+`metammf.models.MODELS`, evaluates validation Recall@20 every `config.eval_every` epochs with early
+stopping, restores the best checkpoint, evaluates test once and writes `workdir/results.json`.
+
+A killed run resumes from `workdir/checkpoints/latest` and ends with the same metrics as an
+uninterrupted one: negatives come from `fold_in(sample_key, epoch)` and dropout from
+`fold_in(dropout_key, step)`, so no key is ever checkpointed.
+"""
+import inspect
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from metafusion_jax.data import mmgcn, mmrec, movielens, sampling, synthetic_rec
+from metafusion_jax.metammf import baselines
+from metafusion_jax.metammf import features as features_lib
+from metafusion_jax.metammf import graph as graph_lib
+from metafusion_jax.metammf import losses
+from metafusion_jax.metammf import models
+from metafusion_jax.metrics import ranking
+from metafusion_jax.training import artifacts, checkpoints, writers
+
+# Fields that may change between a killed run and its resumption; anything else must match.
+RUN_LENGTH_FIELDS = ("num_epochs", "max_epochs_this_run", "progress")
+SELECTION_METRIC = "recall@20"
+
+
+def _load_ml100k(data_cfg):
+    return movielens.load_ml100k(directory=data_cfg.dir or None, seed=data_cfg.seed)
+
+
+def _load_synthetic(data_cfg):
+    data, _ = synthetic_rec.make_synthetic_microvideo(
+        n_users=data_cfg.n_users, n_items=data_cfg.n_items,
+        n_interactions=data_cfg.n_interactions,
+        modality_dims=dict(data_cfg.modality_dims) or None, seed=data_cfg.seed)
+    return data
+
+
+def _load_mmgcn(data_cfg):
+    return mmgcn.load_mmgcn(data_cfg.dir, name=data_cfg.name or None)
+
+
+def _load_mmrec(data_cfg):
+    return mmrec.load_mmrec(data_cfg.dir, data_cfg.name)
+
+
+# The one place a config string picks a data loader.
+LOADERS = {
+    "ml100k": _load_ml100k,
+    "synthetic": _load_synthetic,
+    "mmgcn": _load_mmgcn,
+    "mmrec": _load_mmrec,
+}
+
+
+def _require(ok, field, expected, actual):
+    if not ok:
+        raise ValueError(
+            f"config.{field} must be {expected}, got {actual!r}. Fix it in configs/metammf.py "
+            f"or override it with --config.{field}=...")
+
+
+def validate_config(config):
+    """Checks the fields the loop reads; raises ValueError naming the first bad one."""
+    _require(config.data.source in LOADERS, "data.source", f"one of {sorted(LOADERS)}",
+             config.data.source)
+    _require(config.model.name in models.MODELS, "model.name",
+             f"one of {sorted(models.MODELS)}", config.model.name)
+    for field in ("num_epochs", "eval_every", "patience", "batch_size", "num_negatives"):
+        value = config[field]
+        _require(isinstance(value, int) and value >= 1, field, "an int >= 1", value)
+    _require(isinstance(config.max_epochs_this_run, int) and config.max_epochs_this_run >= 0,
+             "max_epochs_this_run", "an int >= 0 (0: no limit)", config.max_epochs_this_run)
+    _require(config.learning_rate > 0, "learning_rate", "> 0", config.learning_rate)
+    _require(config.weight_decay >= 0, "weight_decay", ">= 0", config.weight_decay)
+    _require(config.negatives in ("resample", "static"), "negatives",
+             "'resample' or 'static'", config.negatives)
+    if config.data_parallel:
+        n_dev = jax.device_count()
+        _require(config.batch_size % n_dev == 0, "batch_size",
+                 f"a multiple of the {n_dev} devices when data_parallel is on", config.batch_size)
+
+
+def _canonical(config):
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def _check_resumable(saved, current):
+    """Raises ValueError if the saved run's config differs from `current` beyond run length."""
+    diff = sorted(k for k in set(saved) | set(current)
+                  if k not in RUN_LENGTH_FIELDS and saved.get(k) != current.get(k))
+    if diff:
+        details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"the workdir holds a checkpoint of a different run ({details}). Only "
+            f"{RUN_LENGTH_FIELDS} may change on resume: use a fresh --workdir, or restore the "
+            "saved config (results would not be comparable otherwise).")
+
+
+def _model_kwargs(factory, model_cfg):
+    """The config.model fields the chosen factory accepts (baselines ignore MetaMMF's knobs)."""
+    accepted = inspect.signature(factory).parameters
+    # static_mlp fixes fusion="static" itself and rejects any other value.
+    dropped = ("name", "fusion") if model_cfg.name == "static_mlp" else ("name",)
+    kwargs = {k: v for k, v in model_cfg.to_dict().items() if k not in dropped}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        return kwargs
+    ignored = sorted(k for k in kwargs if k not in accepted)
+    if ignored:
+        logging.info("model %s ignores config.model fields %s", model_cfg.name, ignored)
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+# Models whose embed wants arrays beyond "features" and "graph" (precomputed once, on the host).
+EXTRA_INPUTS = {
+    "lattice": lambda feat, modality_slices: baselines.lattice_knn(feat, modality_slices),
+}
+
+
+def build(config):
+    """Loads data, prepares features and builds the recommender and its jit inputs.
+
+    Returns:
+      (data: InteractionData, model: Recommender, inputs: dict of arrays).
+    """
+    data = LOADERS[config.data.source](config.data)
+    pca_dims = dict(config.data.pca_dims) or None
+    feat, modality_slices = features_lib.prepare_item_features(data.features, pca_dims)
+    factory = models.MODELS[config.model.name]
+    model = factory(n_users=data.n_users, n_items=data.n_items, feature_dim=int(feat.shape[1]),
+                    modality_slices=modality_slices, **_model_kwargs(factory, config.model))
+    inputs = {
+        "features": feat,
+        "graph": graph_lib.make_bipartite_graph(data.train, data.n_users, data.n_items),
+    }
+    if config.model.name in EXTRA_INPUTS:
+        inputs.update(EXTRA_INPUTS[config.model.name](feat, modality_slices))
+    return data, model, jax.tree.map(jnp.asarray, inputs)
+
+
+def make_optimizer(learning_rate, weight_decay):
+    """Adam with torch-style coupled L2 (decay added to the gradient before Adam)."""
+    if weight_decay == 0:
+        return optax.adam(learning_rate)
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
+
+
+def make_train_step(model, tx):
+    """Returns the un-jitted step (params, opt_state, inputs, batch, key) -> (params, opt, loss)."""
+
+    def loss_fn(params, inputs, batch, key):
+        user_emb, item_emb = model.embed(params, inputs, key, True)
+        return losses.bpr_loss(user_emb, item_emb, batch["users"], batch["pos"], batch["neg"],
+                               batch["weight"])
+
+    def train_step(params, opt_state, inputs, batch, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, batch, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return train_step
+
+
+def make_sampler(config, data, key):
+    """BPRSampler: per-epoch resampled negatives, or the reference's static triples reshuffled."""
+    if config.negatives == "static":
+        triples = sampling.static_triples(data.train, n_users=data.n_users, n_items=data.n_items,
+                                          key=key, num_negatives=config.num_negatives)
+        return sampling.make_static_sampler(triples, batch_size=config.batch_size)
+    return sampling.make_bpr_sampler(data.train, n_users=data.n_users, n_items=data.n_items,
+                                     num_negatives=config.num_negatives,
+                                     batch_size=config.batch_size)
+
+
+def _evaluate(embed_eval, params, inputs, data, eval_pairs, exclude_pairs, chunk_size):
+    user_emb, item_emb = embed_eval(params, inputs)
+    metrics = ranking.ranking_metrics(user_emb, item_emb, data.train, eval_pairs, ks=(10, 20),
+                                      exclude_pairs=exclude_pairs, chunk_size=chunk_size)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train_and_evaluate(config, workdir):
+    """Trains config.model on config.data; returns the results dict written to results.json.
+
+    If `config.max_epochs_this_run` stops the run before it is finished, nothing is written to
+    results.json and `{"status": "paused", "epoch": ...}` is returned; calling again with the same
+    workdir resumes.
+
+    Raises:
+      ValueError: on a bad config field or a workdir holding a different run.
+      FloatingPointError: on a non-finite epoch loss (nothing saved for that epoch).
+    """
+    validate_config(config)
+    t_start = time.perf_counter()
+    os.makedirs(workdir, exist_ok=True)
+
+    # ---------------------------------------------------------------- data, model, optimiser
+    data, model, inputs = build(config)
+    tx = make_optimizer(config.learning_rate, config.weight_decay)
+    init_key, sample_key, dropout_key, static_key = jax.random.split(
+        jax.random.key(config.seed), 4)
+    # One compile for all of init (eager init compiles every random op on its own).
+    def init_state(key):
+        params = model.init(key)
+        return {"params": params, "opt_state": tx.init(params)}
+
+    state = jax.jit(init_state)(init_key)
+    sampler = make_sampler(config, data, static_key)
+
+    # ---------------------------------------------------------------- placement
+    batch_sharding = None
+    if config.data_parallel:
+        mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                             axis_types=(jax.sharding.AxisType.Auto,))
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+        state = jax.device_put(state, replicated)
+        inputs = jax.device_put(inputs, replicated)
+
+    # ---------------------------------------------------------------- resume
+    ckpts = checkpoints.RunCheckpoints(workdir)
+    writer = writers.MetricWriter(workdir)
+    meta = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": 0, "best_metrics": {},
+            "bad_evals": 0, "stopped": False, "train_s": 0.0, "eval_s": 0.0, "compile_s": 0.0,
+            "steps_timed": 0, "epochs_timed": 0, "wall_s": 0.0, "config": _canonical(config)}
+    restored = ckpts.restore_latest(state)
+    if restored is not None:
+        _check_resumable(restored.meta["config"], meta["config"])
+        state, meta = restored.state, {**restored.meta, "config": meta["config"]}
+        writer.truncate_after(meta["step"])
+        logging.info("resumed from epoch %d (step %d) in %s", meta["epoch"], meta["step"], workdir)
+
+    wall_before = meta["wall_s"]  # wall time of earlier (killed or paused) runs
+
+    # ---------------------------------------------------------------- compile once
+    def batch_at(batches, b):
+        batch = {k: getattr(batches, k)[b] for k in ("users", "pos", "neg", "weight")}
+        return jax.device_put(batch, batch_sharding)  # None: the default device
+
+    first = sampler.epoch(sample_key, meta["epoch"] + 1)
+    example = batch_at(first, 0)
+    t0 = time.perf_counter()
+    train_step = jax.jit(make_train_step(model, tx), donate_argnums=(0, 1)).lower(
+        state["params"], state["opt_state"], inputs, example, dropout_key).compile()
+    meta["compile_s"] += time.perf_counter() - t0
+    eval_key = jax.random.key(0)  # unused when train=False; embed's signature wants one
+    embed_eval = jax.jit(lambda p, x: model.embed(p, x, eval_key, False))
+
+    # ---------------------------------------------------------------- train
+    params, opt_state = state["params"], state["opt_state"]
+    epochs_this_run = 0
+    start_epoch = epoch = meta["epoch"]
+    while epoch < config.num_epochs and not meta["stopped"]:
+        if config.max_epochs_this_run and epochs_this_run >= config.max_epochs_this_run:
+            ckpts.close()
+            writer.close()
+            return {"status": "paused", "epoch": epoch}
+        epoch += 1
+        batches = first if epoch == start_epoch + 1 else sampler.epoch(sample_key, epoch)
+        weights = batches.weight
+        n_steps = weights.shape[0]
+        t_epoch = time.perf_counter()
+        loss_sum = jnp.zeros((), jnp.float32)
+        bar = tqdm.trange(n_steps, desc=f"epoch {epoch}", disable=not config.progress,
+                          leave=False)
+        for b in bar:
+            step = meta["step"] + b
+            batch = batch_at(batches, b)
+            params, opt_state, loss = train_step(params, opt_state, inputs, batch,
+                                                 jax.random.fold_in(dropout_key, step))
+            loss_sum = loss_sum + loss * weights[b].sum()
+            if config.data_parallel:
+                loss.block_until_ready()  # fake CPU devices abort on long async collective queues
+            if config.progress and (b % 10 == 0 or b == n_steps - 1):
+                rate = weights[:b + 1].sum() * config.num_negatives / (
+                    time.perf_counter() - t_epoch)
+                bar.set_postfix(loss=f"{float(loss):.4f}", triples_per_s=f"{rate:.0f}")
+        epoch_loss = float(loss_sum) / max(float(weights.sum()), 1.0)
+        epoch_s = time.perf_counter() - t_epoch
+        artifacts.check_finite({"loss": epoch_loss}, f"epoch {epoch} training loss")
+        meta.update(epoch=epoch, step=meta["step"] + n_steps, train_s=meta["train_s"] + epoch_s,
+                    steps_timed=meta["steps_timed"] + n_steps,
+                    epochs_timed=meta["epochs_timed"] + 1)
+        epochs_this_run += 1
+        writer.write_scalars(meta["step"], {
+            "train/loss": epoch_loss, "train/epoch": epoch, "train/epoch_s": epoch_s,
+            "train/triples_per_s": weights.sum() * config.num_negatives / epoch_s})
+
+        # ------------------------------------------------------------ validate, select, save
+        state = {"params": params, "opt_state": opt_state}
+        if epoch % config.eval_every == 0 or epoch == config.num_epochs:
+            t_eval = time.perf_counter()
+            val = _evaluate(embed_eval, params, inputs, data, data.val, None, config.eval_chunk)
+            meta["eval_s"] += time.perf_counter() - t_eval
+            writer.write_scalars(meta["step"], {f"val/{k}": v for k, v in val.items()})
+            logging.info("epoch %d loss %.5f val %s", epoch, epoch_loss, val)
+            if val[SELECTION_METRIC] > meta["best_val"]:
+                meta.update(best_val=val[SELECTION_METRIC], best_epoch=epoch, best_metrics=val,
+                            bad_evals=0)
+                # best before latest: a kill in between re-runs this epoch identically.
+                meta["wall_s"] = wall_before + time.perf_counter() - t_start
+                ckpts.save_best(meta["step"], state, meta)
+                ckpts.best.wait_until_finished()
+            else:
+                meta["bad_evals"] += 1
+                meta["stopped"] = meta["bad_evals"] >= config.patience
+        meta["wall_s"] = wall_before + time.perf_counter() - t_start
+        ckpts.save_latest(meta["step"], state, meta)
+        ckpts.latest.wait_until_finished()  # the next step donates these buffers
+    writer.flush()
+
+    # ---------------------------------------------------------------- test once, best params
+    best = ckpts.restore_best(state)
+    if best is None:
+        raise ValueError(f"no best checkpoint in {workdir}: validation never ran. Set "
+                         "config.eval_every <= config.num_epochs.")
+    t_eval = time.perf_counter()
+    test = _evaluate(embed_eval, best.state["params"], inputs, data, data.test, data.val,
+                     config.eval_chunk)
+    meta["eval_s"] += time.perf_counter() - t_eval
+    writer.write_scalars(meta["step"], {f"test/{k}": v for k, v in test.items()})
+    ckpts.close()
+    writer.close()
+    results = {
+        "model": config.model.name,
+        "dataset": data.name,
+        "best_epoch": int(meta["best_epoch"]),
+        "val": meta["best_metrics"],
+        "test": test,
+        "timing": {
+            "total_s": wall_before + time.perf_counter() - t_start,
+            "per_epoch_s": meta["train_s"] / max(meta["epochs_timed"], 1),
+            "per_step_s": meta["train_s"] / max(meta["steps_timed"], 1),
+            "eval_s": meta["eval_s"],
+            "compile_s": meta["compile_s"],
+        },
+        "config": config.to_dict(),
+    }
+    artifacts.write_json_atomic(os.path.join(workdir, "results.json"), results)
+    return results

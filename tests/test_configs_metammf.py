@@ -1,0 +1,111 @@
+"""Every configs/metammf.py variant loads, validates and its model initialises (jax.eval_shape)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import metammf as metammf_configs
+from metafusion_jax.metammf import graph as graph_lib
+from metafusion_jax.metammf import models
+from metafusion_jax.metammf import train
+
+N_USERS, N_ITEMS = 7, 11
+# Feature width each variant feeds the model: ml100k title 64 + genre_year 21 + kg 65 (no PCA);
+# mmgcn after PCA 64+64+32; mmgcn_head the raw MovieLens 2048+128+100; the rest a fake width.
+FEATURE_DIMS = {"ml100k": 150, "mmgcn": 160, "mmgcn_head": 2276}
+
+
+def fake_inputs(feature_dim):
+    rng = np.random.default_rng(0)
+    pairs = np.stack([np.arange(N_USERS).repeat(2), rng.integers(0, N_ITEMS, 2 * N_USERS)], 1)
+    pairs = np.unique(pairs, axis=0)
+    graph = graph_lib.make_bipartite_graph(pairs, N_USERS, N_ITEMS)
+    return {"features": jax.ShapeDtypeStruct((N_ITEMS, feature_dim), jnp.float32),
+            "graph": jax.tree.map(jnp.asarray, graph)}
+
+
+def shapes_of(config, feature_dim):
+    factory = models.MODELS[config.model.name]
+    model = factory(n_users=N_USERS, n_items=N_ITEMS, feature_dim=feature_dim,
+                    modality_slices=None, **train._model_kwargs(factory, config.model))
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    user, item = jax.eval_shape(
+        lambda p, x: model.embed(p, x, jax.random.key(1), True), params, fake_inputs(feature_dim))
+    return params, user, item
+
+
+@pytest.mark.parametrize("variant", metammf_configs.VARIANTS)
+def test_every_variant_initialises(variant):
+    config = metammf_configs.get_config(variant)
+    train.validate_config(config)
+    feature_dim = FEATURE_DIMS.get(variant, 16)
+    params, user, item = shapes_of(config, feature_dim)
+    assert user.shape == (N_USERS, config.model.user_dim)
+    assert item.shape == (N_ITEMS, config.model.user_dim)
+    dims = (feature_dim,) + tuple(config.model.fusion_dims)
+    assert len(params["fusion"]) == len(dims) - 1
+    assert params["meta"]["W2"].shape[1] == config.model.s_dim
+
+
+def test_default_is_ml100k_and_paper_dims():
+    assert metammf_configs.get_config().to_dict() == metammf_configs.get_config("ml100k").to_dict()
+    v0530 = metammf_configs.get_config("mmgcn")
+    assert dict(v0530.data.pca_dims) == {"visual": 64, "acoustic": 64, "textual": 32}
+    assert (v0530.model.fusion, tuple(v0530.model.fusion_dims)) == ("dense", (80, 32))
+    head = metammf_configs.get_config("mmgcn_head")
+    assert dict(head.data.pca_dims) == {}
+    assert (head.model.fusion, tuple(head.model.fusion_dims)) == ("cp", (1024, 512, 256, 32))
+    assert (head.model.rank, head.model.s_dim) == (16, 5)
+    params, _, _ = shapes_of(head, 2276)
+    # spec 8.2, cp layer n: A [d_{n-1}, R], B [R, d_n], C [R, S], M [d_{n-1}, d_n]; no T.
+    widths = [(2276, 1024), (1024, 512), (512, 256), (256, 32)]
+    got = [tuple(layer["M"].shape) for layer in params["fusion"]]
+    assert got == widths
+    assert [tuple(layer["A"].shape) for layer in params["fusion"]] == [(d, 16) for d, _ in widths]
+    assert params["meta"]["W1"].shape == (2276, 2276)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_builds_from_the_default_config(name):
+    config = metammf_configs.get_config(f"ml100k,model={name}")
+    assert config.model.name == name
+    train.validate_config(config)
+    _, user, item = shapes_of(config, 150)
+    assert user.shape[0] == N_USERS and item.shape[0] == N_ITEMS and user.shape[1] == item.shape[1]
+
+
+def test_suffixes_override_fields():
+    config = metammf_configs.get_config("synthetic,fusion=cp,backbone=mf,seed=3,epochs=7")
+    assert (config.model.fusion, config.model.backbone, config.seed, config.num_epochs) == (
+        "cp", "mf", 3, 7)
+    assert config.data.source == "synthetic"
+
+
+@pytest.mark.parametrize("arg, match", [
+    ("imagenet", "config variant"),
+    ("ml100k,lr=1", "config suffix"),
+    ("ml100k,model", "config suffix"),
+    ("ml100k,seed=abc", "needs a int"),
+])
+def test_bad_arguments_raise(arg, match):
+    with pytest.raises(ValueError, match=match):
+        metammf_configs.get_config(arg)
+
+
+@pytest.mark.parametrize("arg, match", [
+    ("ml100k,fusion=tucker", "fusion"),
+    ("ml100k,backbone=mlp", "backbone"),
+])
+def test_bad_model_fields_raise_at_build(arg, match):
+    with pytest.raises(ValueError, match=match):
+        shapes_of(metammf_configs.get_config(arg), 150)
+
+
+def test_bad_field_values_raise():
+    config = metammf_configs.get_config("ml100k,model=ngcf")
+    with pytest.raises(ValueError, match="config.model.name"):
+        train.validate_config(config)
+    config = metammf_configs.get_config("ml100k")
+    config.data.source = "amazon"
+    with pytest.raises(ValueError, match="config.data.source"):
+        train.validate_config(config)
