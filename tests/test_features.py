@@ -1,4 +1,4 @@
-"""Tests for metammf/features.py: concatenation, PCA against an independent covariance eigensolve."""
+"""Tests for metammf/features.py: concatenation; PCA against a covariance eigensolve."""
 import numpy as np
 import pytest
 
@@ -6,7 +6,8 @@ from metafusion_jax.metammf import features
 
 
 def _feats(rng, n=30):
-    return {"v": rng.normal(size=(n, 8)), "a": rng.normal(size=(n, 5)), "t": rng.normal(size=(n, 3))}
+    return {"v": rng.normal(size=(n, 8)), "a": rng.normal(size=(n, 5)),
+            "t": rng.normal(size=(n, 3))}
 
 
 def test_raw_concat_and_slices():

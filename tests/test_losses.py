@@ -38,14 +38,16 @@ def test_bpr_hand_value():
     # one user, d = 1 - 0 = 1 -> log(1 + e^-1) = 0.31326169
     ue = np.array([[1.0, 0.0]], np.float32)
     ie = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
-    got = losses.bpr_loss(ue, ie, np.array([0]), np.array([0]), np.array([[1]]), np.ones(1, np.float32))
+    got = losses.bpr_loss(ue, ie, np.array([0]), np.array([0]), np.array([[1]]),
+                          np.ones(1, np.float32))
     np.testing.assert_allclose(float(got), 0.31326169, rtol=1e-6)
 
 
 def test_bpr_stable_for_large_margins():
     ue = np.array([[100.0]], np.float32)
     ie = np.array([[-1.0], [1.0]], np.float32)
-    got = losses.bpr_loss(ue, ie, np.array([0]), np.array([0]), np.array([[1]]), np.ones(1, np.float32))
+    got = losses.bpr_loss(ue, ie, np.array([0]), np.array([0]), np.array([[1]]),
+                          np.ones(1, np.float32))
     np.testing.assert_allclose(float(got), 200.0, rtol=1e-6)  # -log sigmoid(-200) = 200, not 23
 
 
