@@ -39,7 +39,8 @@ def format_table(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.INFO)
+    # orbax logs every save at INFO; progress is the tqdm bar and metrics.jsonl.
+    logging.set_verbosity(logging.WARNING)
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if results.get("status") == "paused":
         print(f"paused after epoch {results['epoch']}; rerun with the same --workdir to resume")
