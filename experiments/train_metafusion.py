@@ -8,6 +8,7 @@ killed run started again with the same flags resumes at the next stage.
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from metafusion_jax.metafusion import train
@@ -33,12 +34,11 @@ _LABELS = (
 )
 
 
-def format_table(results: dict) -> str:
+def format_table(results: dict, test: dict) -> str:
     """Markdown table of method | test metric (mean +- SE over seeds)."""
-    test = results["test"]
     labels = list(_LABELS)
-    labels += [(k, f"Modality {k.split('_')[1]}") for k in test if k.startswith("modality_")]
-    labels += [(k, k) for k in test if k.startswith("b1_") and not k.endswith("_se")]
+    labels += [(k, f"Modality {k.split('_')[1]}") for k in test
+               if k.startswith("modality_") and not k.endswith("_se")]
     name = f"test {results['metric']} (mean +- SE, {len(results['seeds'])} seeds)"
     lines = [f"| method | {name} |", "|---|---|"]
     for key, label in labels:
@@ -48,12 +48,18 @@ def format_table(results: dict) -> str:
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    print(format_table(results))
+    print(format_table(results, results["test"]))
     print(f"rho* per seed: {results['rho_star']}  |  best cluster size per seed: "
-          f"{[len(c) for c in results['best_cluster']]}")
+          f"{[len(c or []) for c in results['best_cluster']]}")
+    if "b1_arm" in results:
+        arm = results["b1_arm"]
+        print(f"\nOther B1 arm (warm_start_b1={arm['warm_start_b1']}; cohort-based methods):")
+        print(format_table(results, arm["test"]))
+        print(f"rho* per seed: {arm['rho_star']}")
     print(f"wall time: {results['timing']['total_s']:.1f} s  ->  {_WORKDIR.value}/results.json")
 
 

@@ -37,21 +37,13 @@ def _comparable(results):
 
 @contextlib.contextmanager
 def _no_xla_optimisations():
-    # conftest's `fast_compile` reads `jax.config.jax_disable_most_optimizations`, which jax
-    # 0.10.2 no longer exposes as an attribute (AttributeError); `jax.config.read` works.
-    previous = jax.config.read("jax_disable_most_optimizations")
+    # conftest's `fast_compile`, for the module-scoped run shared by several tests.
+    previous = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", True)
     try:
         yield
     finally:
         jax.config.update("jax_disable_most_optimizations", previous)
-
-
-@pytest.fixture
-def fast_compile():
-    """Overrides the conftest fixture of the same name (see `_no_xla_optimisations`)."""
-    with _no_xla_optimisations():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,10 @@ stage (data, params and keys stacked on a leading S axis; rho values on a second
   3. b1_other  (only with `report_both_b1`) the first positive rho trained the other B1 way.
   4. baselines unimodal networks and early fusion: the dummy cohort [[p_m, 0], ...] at rho = 0.
   5. coop      cooperative learning (2-modality regression only, `baselines.coop`).
-Then rho* (spec 2.3), the ensembles on the rho* cohort and on the independent cohort (`indep_`),
-and `workdir/results.json`.
+Then rho* (spec 2.3; with adversarial weights the largest rho, as the reference compares
+there), the ensembles on the rho* cohort and on the independent cohort (`indep_` keys;
+`indep_greedy` is re-selected on the rho=0 cohort, i.e. bug B7 is not reproduced; the stacking
+meta-learners of both cohorts share their keys), and `workdir/results.json`.
 
 Checkpoints: after each stage the member predictions (train/val/test), best validation losses
 and curves of every completed stage go into one orbax `latest` checkpoint (meta: the stage name,
@@ -88,7 +90,8 @@ def validate_config(config) -> None:
 
 
 def _load_simulator(config, seed):
-    overrides = {"noise_ratios": tuple(config.data.noise_ratios)} if config.data.noise_ratios else {}
+    noise = config.data.noise_ratios
+    overrides = {"noise_ratios": tuple(noise)} if noise else {}
     return simulator.make_synthetic(config.data.setting, seed=seed, n=config.data.n or None,
                                     int_truncation=config.data.truncate_interactions, **overrides)
 

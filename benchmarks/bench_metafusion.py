@@ -1,0 +1,212 @@
+r"""Wall time of Meta Fusion cohort training: one jitted program vs a Python loop over members.
+
+Work measured: setting 2.2 (n = 2000 -> 1280 train rows, PCA cohort of 24 members, head
+[300, 200, 100], batch 64), all three rho runs [0, 0.99, 3] (rho=0, host clustering weights,
+then both positive rho) for `--epochs` epochs, with best-validation-epoch tracking per member.
+
+* stacked: `program.run_schedule`, i.e. the rho=0 program and the rho>0 program (vmapped over
+  rho and seeds, lax.scan over epochs and batches): for 1 seed and for `--seeds` seeds at once.
+* loop: the same work member by member, as the reference does it: every member is its own
+  unpadded network with its own jitted forward and Adam step; per batch all M forwards run
+  first (the peers), then M steps; validation per member per epoch. Python drives every call.
+
+Threads: XLA CPU runs single-threaded (`--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1`, set below before jax is imported); the table states it.
+Medians over `--repeats` runs after one warm-up run (compile); the 10-seed loop is the sum of
+one run per seed (its functions are already compiled by the 1-seed loop).
+Writes benchmarks/results/metafusion.json.
+
+    python benchmarks/bench_metafusion.py --quick     # 2 epochs, minutes on a 2-core CPU
+    python benchmarks/bench_metafusion.py             # 30 epochs (the paper's)
+"""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                           " intra_op_parallelism_threads=1").strip()
+
+import functools  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from metafusion_jax.metafusion import cohort as cohort_lib  # noqa: E402
+from metafusion_jax.metafusion import program, train, weights  # noqa: E402
+
+_QUICK = flags.DEFINE_bool("quick", False, "2 epochs instead of --epochs.")
+_EPOCHS = flags.DEFINE_integer("epochs", 30, "Epochs per rho run (paper: 30).")
+_SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds trained in one program.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per 1-seed measurement (median).")
+_OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "results",
+                                               "metafusion.json"), "JSON output.")
+
+_spec = importlib.util.spec_from_file_location(
+    "mf_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "metafusion.py"))
+mf_configs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mf_configs)
+
+
+def setup(config, num_seeds):
+    """Data, cohort, initial params [S, M, ...], stacked inputs for seeds 1..num_seeds."""
+    seeds = list(range(1, num_seeds + 1))
+    datas = [train.DATA_SOURCES["simulator"](config, s) for s in seeds]
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    spec, model, params0, inputs = train.build_cohort(config, datas, keys)
+    return spec, model, params0, inputs, keys
+
+
+def stacked_runner(config, model, n_train):
+    step = train.mutual.make_cohort_step(model.apply, task="regression",
+                                         learning_rate=config.train.learning_rate)
+    prog = program.make_program(step, n_train=n_train, batch_size=config.train.batch_size,
+                                epochs=config.train.epochs)
+    weight_fn = lambda v: weights.clustering_weights(v, seed=1)[:2]
+
+    def run(params0, inputs, keys):
+        data = {k: inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+        res = program.run_schedule(prog, step, params0, data, config.rho_list, keys=keys,
+                                   weight_fn=weight_fn)
+        return jax.block_until_ready(res.result.best_val)
+    return run
+
+
+def member_inputs(spec, xs):
+    """Unpadded input of every member from the PCA layout: list of M arrays [N, F_c]."""
+    out = []
+    for dims_c, modes_c in zip(spec.dims, spec.modes):
+        parts = []
+        for m, (d, mode) in enumerate(zip(dims_c, modes_c)):
+            raw_w = spec.modality_dims[m] if any(r[m] == "full" for r in spec.modes) else 0
+            if mode == "full":
+                parts.append(xs[m][:, :raw_w])
+            elif mode == "latent":
+                parts.append(xs[m][:, raw_w:raw_w + d])
+        out.append(jnp.concatenate(parts, axis=1))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def member_functions(learning_rate):
+    """Jitted forward / Adam step / validation of ONE unpadded member (compiled per width)."""
+    tx = optax.adam(learning_rate)
+
+    @jax.jit
+    def fwd(p, x, idx):
+        return cohort_lib.mlp_apply(p, x[idx])
+
+    @jax.jit
+    def step(p, o, x, y, idx, peers, wrow, rho):
+        def loss(p):
+            f = cohort_lib.mlp_apply(p, x[idx])
+            div = jnp.mean((f[None] - peers) ** 2, axis=(1, 2))
+            return jnp.mean((f - y[idx][:, None]) ** 2) + rho * jnp.sum(wrow * div)
+        g = jax.grad(loss)(p)
+        u, o = tx.update(g, o, p)
+        return optax.apply_updates(p, u), o
+
+    @jax.jit
+    def val(p, x, y):
+        return jnp.mean((cohort_lib.mlp_apply(p, x) - y[:, None]) ** 2)
+
+    return tx, fwd, step, val
+
+
+def loop_run(config, spec, x_tr, y_tr, x_va, y_va, key):
+    """All rho runs of one seed, member by member (each member its own jitted functions)."""
+    tx, fwd, step, val = member_functions(config.train.learning_rate)
+    hidden, m = tuple(config.cohort.head_hiddens), spec.num_members
+    init = [cohort_lib.init_mlp(jax.random.fold_in(key, c), (x_tr[c].shape[1], *hidden, 1))
+            for c in range(m)]
+    n, bs = y_tr.shape[0], config.train.batch_size
+    w = np.ones(m, np.float32)
+    best_by_rho = []
+    for r, rho in enumerate(config.rho_list):
+        params, opts = list(init), [tx.init(p) for p in init]
+        wmat = jnp.asarray(w[None, :] * (1 - np.eye(m)) / w.sum(), jnp.float32)
+        best = np.full(m, np.inf)
+        for e in range(config.train.epochs):
+            perm = np.random.default_rng((r, e)).permutation(n)
+            for b in range(n // bs):
+                idx = jnp.asarray(perm[b * bs:(b + 1) * bs])
+                peers = jnp.stack([fwd(params[c], x_tr[c], idx) for c in range(m)])
+                for c in range(m):
+                    params[c], opts[c] = step(params[c], opts[c], x_tr[c], y_tr, idx, peers,
+                                              wmat[c], rho)
+            losses = np.array([float(val(params[c], x_va[c], y_va)) for c in range(m)])
+            best = np.minimum(best, losses)   # (the best params would be copied here)
+        if r == 0:
+            w = weights.clustering_weights(best, seed=1).w
+        best_by_rho.append(best)
+    return np.stack(best_by_rho)
+
+
+def timed(fn, repeats, warm_up=True):
+    if warm_up:
+        fn()  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def main(argv):
+    del argv
+    config = mf_configs.get_config("setting_2_2")
+    config.train.epochs = 2 if _QUICK.value else _EPOCHS.value
+    spec, model, params0, inputs, keys = setup(config, _SEEDS.value)
+    run = stacked_runner(config, model, inputs["y_train"].shape[1])
+    one = lambda t: jax.tree.map(lambda a: a[:1], t)
+    rows = {}
+
+    def record(name, value):
+        rows[name] = value
+        print(f"{name}: median {value[0]:.2f} s (runs {[round(t, 2) for t in value[1]]})",
+              flush=True)
+
+    def loop_seed(s):
+        pick = lambda split: member_inputs(spec, [x[s] for x in inputs[f"x_{split}"]])
+        return functools.partial(loop_run, config, spec, pick("train"), inputs["y_train"][s],
+                                 pick("val"), inputs["y_val"][s], keys[s])
+
+    record("stacked_1_seed", timed(lambda: run(one(params0), one(inputs), keys[:1]),
+                                   _REPEATS.value))
+    record("loop_1_seed", timed(loop_seed(0), _REPEATS.value))
+    record(f"stacked_{_SEEDS.value}_seeds", timed(lambda: run(params0, inputs, keys), 1))
+    # Same shapes as seed 0: already compiled, so one timed run per seed.
+    seed_times = [timed(loop_seed(s), 1, warm_up=False)[0] for s in range(_SEEDS.value)]
+    record(f"loop_{_SEEDS.value}_seeds", (float(np.sum(seed_times)), seed_times))
+
+    s = _SEEDS.value
+    result = {
+        "work": f"setting 2.2, {spec.num_members} members x {len(config.rho_list)} rho x "
+                f"{config.train.epochs} epochs, 1280 train rows, batch 64",
+        "threads": "XLA CPU single-threaded (xla_cpu_multi_thread_eigen=false, "
+                   "intra_op_parallelism_threads=1)",
+        "device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
+        "cpus_visible": len(os.sched_getaffinity(0)), "epochs": config.train.epochs,
+        "seconds_median": {k: v[0] for k, v in rows.items()},
+        "seconds_all": {k: v[1] for k, v in rows.items()},
+        "speedup_1_seed": rows["loop_1_seed"][0] / rows["stacked_1_seed"][0],
+        f"speedup_{s}_seeds": rows[f"loop_{s}_seeds"][0] / rows[f"stacked_{s}_seeds"][0],
+    }
+    os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
+    with open(_OUT.value, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    print(f"{result['work']}; {result['threads']}; {result['device']}")
+    print("| seeds | stacked program (s) | member loop (s) | loop / stacked |")
+    print("|---|---|---|---|")
+    for n_s, key in ((1, "1_seed"), (s, f"{s}_seeds")):
+        a, b = rows[f"stacked_{key}"][0], rows[f"loop_{key}"][0]
+        print(f"| {n_s} | {a:.2f} | {b:.2f} | {b / a:.1f}x |")
+
+
+if __name__ == "__main__":
+    app.run(main)
