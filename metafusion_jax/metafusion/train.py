@@ -20,10 +20,7 @@ and curves of every completed stage go into one orbax `latest` checkpoint (meta:
 completed stages and rho runs). A killed run started again skips completed stages and ends with
 identical results (keys are derived from the seeds, never saved).
 
-results.json: `test[<method>]` is the mean over seeds of the test metric (`metric`: "mse" for
-regression, lower is better; "accuracy" for classification) and `test[<method>_se]` its
-standard error (std with ddof=1 / sqrt(S); 0 for one seed); `per_seed[<method>]` lists the
-per-seed values in the order of `seeds`.
+results.json: see `evaluation` (means over seeds, standard errors, per-seed values).
 """
 import os
 import time
@@ -35,15 +32,14 @@ import tqdm
 
 from metafusion_jax.data import multiview, simulator
 from metafusion_jax.metafusion import cohort as cohort_lib
-from metafusion_jax.metafusion import baselines, ensembles, extractors, mutual, program, weights
+from metafusion_jax.metafusion import baselines, evaluation, extractors, mutual, program, weights
+from metafusion_jax.metafusion.evaluation import METRICS, SPLITS, summarise  # noqa: F401
 from metafusion_jax.training.artifacts import check_finite, write_json_atomic
 from metafusion_jax.training.checkpoints import RunCheckpoints
 from metafusion_jax.training.writers import MetricWriter
 
-METRICS = {"regression": "mse", "classification": "accuracy"}
 EXTRACTORS = ("pca", "separate", "encoder")
 WEIGHT_TYPES = ("clustering", "adversarial", "uniform")
-SPLITS = ("train", "val", "test")
 
 
 # ----------------------------------------------------------------------------- config & data
@@ -282,101 +278,6 @@ def _stage_coop(ctx, done):
                       _keys(keys, range(len(rhos))))
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
-def _metric(pred, y, task):
-    """Test MSE (regression) or accuracy (classification; pred logits [N, C] or labels [N])."""
-    pred, y = np.asarray(pred), np.asarray(y)
-    if task == "regression":
-        return float(np.mean((pred.reshape(len(y), -1) - y[:, None]) ** 2))
-    return float(np.mean((pred if pred.ndim == 1 else pred.argmax(-1)) == y))
-
-
-def _stacking_fitter(config, n_train, num_members):
-    """jit(vmap(fit)) over a leading G axis: params from keys [G], member outputs [G, M, N, C]."""
-    fit = ensembles.make_stacking_fit(task=config.task, n_train=n_train,
-                                      epochs=config.ensembles.meta_learner_epochs,
-                                      batch_size=config.train.batch_size,
-                                      learning_rate=config.ensembles.meta_learner_lr)
-
-    def fit_all(keys, p_train, y_train, p_val, y_val):
-        k_init, k_fit = jax.vmap(jax.random.split, out_axes=1)(keys)
-        params = jax.vmap(lambda k: ensembles.stacking_init(k, num_members, config.num_classes))(
-            k_init)
-        return jax.vmap(fit)(params, p_train, y_train, p_val, y_val, k_fit).best_params
-    return jax.jit(fit_all)
-
-
-def _cohort_scores(task, preds, best_val, y, stack_params):
-    """Test metric of every ensemble over one seed's cohort (preds {split: [M, N, C]})."""
-    inv = ensembles.inverse_loss_weights(best_val)
-    sel = ensembles.greedy_selection(preds["val"], y["val"], best_val, task=task)
-    test = preds["test"]
-    out = {"meta_fusion": ensembles.greedy_predict(test, sel),
-           "stacking": ensembles.stacking_predict(stack_params, test),
-           "best_single": ensembles.best_single(test, best_val),
-           "simple_average": ensembles.simple_average(test),
-           "weighted_average": ensembles.weighted_average(test, inv)}
-    if task == "classification":
-        out["majority_voting"] = ensembles.majority_voting(test)
-        out["weighted_voting"] = ensembles.weighted_voting(test, inv)
-    return {k: _metric(v, y["test"], task) for k, v in out.items()}, sel
-
-
-def _evaluate_cohort(ctx, best_val, preds, rho_index):
-    """Ensembles of each seed's cohort at rho index rho_index[s] -> per-seed scores & members."""
-    s_idx = np.arange(len(rho_index))
-    pick = {sp: preds[f"pred_{sp}"][s_idx, rho_index] for sp in SPLITS}          # [S, M, N, C]
-    bv = best_val[s_idx, rho_index]                                              # [S, M]
-    y = {sp: np.asarray(ctx.inputs[f"y_{sp}"]) for sp in SPLITS}
-    # Same stacking keys for every cohort: rho* = 0 gives stacking == indep_stacking.
-    stack = ctx.stacker(ctx.stack_keys, pick["train"], y["train"], pick["val"], y["val"])
-    per_seed, members, selections = {}, [], []
-    for s in s_idx:
-        scores, sel = _cohort_scores(ctx.config.task, {sp: pick[sp][s] for sp in SPLITS}, bv[s],
-                                     {sp: y[sp][s] for sp in SPLITS},
-                                     jax.tree.map(lambda a, s=s: a[s], stack))
-        for k, v in scores.items():
-            per_seed.setdefault(k, []).append(v)
-        selections.append(sel.indices.tolist())
-        members.append([_metric(pick["test"][s][c], y["test"][s], ctx.config.task)
-                        for c in range(bv.shape[1])])
-    return per_seed, {"val_loss": bv.tolist(), "test": members, "greedy_members": selections}
-
-
-def _rho_star(ctx, best_val):
-    if ctx.config.divergence_weights == "adversarial":  # compared at max(rho), as the reference
-        return np.full(best_val.shape[0], best_val.shape[1] - 1)
-    return np.array([program.choose_rho(best_val[s], ctx.clusters[s])
-                     for s in range(best_val.shape[0])])
-
-
-def _baseline_scores(ctx, done):
-    """modality_<k>, early_fusion, late_fusion and coop per seed (spec 4)."""
-    y, task, out = np.asarray(ctx.inputs["y_test"]), ctx.config.task, {}
-    for s in range(len(y)):
-        preds = {}
-        if "baselines" in done:
-            preds = baselines.benchmark_predictions(done["baselines"]["pred_test"][s, 0])
-        if "coop" in done:
-            r = baselines.choose_coop_rho(done["coop"]["best_val"][s])
-            preds["coop"] = baselines.coop_predict(done["coop"]["pred_test"][s, r])
-        for k, v in preds.items():
-            out.setdefault(k, []).append(_metric(v, y[s], task))
-    return out
-
-
-def summarise(per_seed):
-    """{method: [S values]} -> {method: mean, method_se: std(ddof=1)/sqrt(S) (0 if S = 1)}."""
-    out = {}
-    for k, v in per_seed.items():
-        v = np.asarray(v, np.float64)
-        out[k] = float(v.mean())
-        out[k + "_se"] = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
-    return out
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -394,8 +295,11 @@ class _Context:
         self.runner = _Runner(config, self.model, self.inputs)
         self.opt0 = jax.vmap(self.runner.step.init_opt)(self.params0)
         self.best_shape = (len(seeds), self.spec.num_members)
-        self.stacker = _stacking_fitter(config, self.inputs["y_train"].shape[1],
-                                        self.spec.num_members)
+        self.stacker = evaluation.make_stacking_fitter(
+            task=config.task, n_train=self.inputs["y_train"].shape[1],
+            num_members=self.spec.num_members, num_classes=config.num_classes,
+            epochs=config.ensembles.meta_learner_epochs, batch_size=config.train.batch_size,
+            learning_rate=config.ensembles.meta_learner_lr)
         self.weights, self.clusters = None, None
 
     def set_weights(self, indep):
@@ -512,33 +416,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
     done, timing = run_stages(ctx, workdir)
     if ctx.weights is None:
         ctx.set_weights(done["indep"])
-    rhos = np.asarray(config.rho_list, np.float64)
-    join = lambda a, b: {k: np.concatenate([a[k], b[k]], 1) for k in ("best_val", *[
-        f"pred_{sp}" for sp in SPLITS])}
-    main = join(done["indep"], done["mutual"])
-    star = _rho_star(ctx, main["best_val"])
-    per_seed, members = _evaluate_cohort(ctx, main["best_val"], main, star)
-    indep_seed, indep_members = _evaluate_cohort(ctx, main["best_val"], main, 0 * star)
-    per_seed.update({("indep_greedy" if k == "meta_fusion" else "indep_" + k): v
-                     for k, v in indep_seed.items()})
-    per_seed.update(_baseline_scores(ctx, done))
-    results = {"dataset": ctx.datas[0].name, "setting": config.data.setting, "seeds": seeds,
-               "metric": METRICS[config.task], "test": summarise(per_seed), "per_seed": per_seed,
-               "rho_list": rhos.tolist(), "rho_star": rhos[star].tolist(),
-               "best_cluster": [None if c is None else np.asarray(c).tolist()
-                                for c in ctx.clusters],
-               "weights": ctx.weights.tolist(),
-               "members": {"dims": [list(d) for d in ctx.spec.dims], "rho_star": members,
-                           "indep": indep_members}}
-    if "b1_other" in done:
-        other = {k: v.copy() for k, v in main.items()}
-        for k in other:
-            other[k][:, 1] = done["b1_other"][k][:, 0]
-        o_star = _rho_star(ctx, other["best_val"])
-        o_seed, _ = _evaluate_cohort(ctx, other["best_val"], other, o_star)
-        results["b1_arm"] = {"warm_start_b1": not config.warm_start_b1,
-                             "rho_star": rhos[o_star].tolist(), "test": summarise(o_seed),
-                             "per_seed": o_seed}
+    ev = evaluation.evaluate_runs(
+        done["indep"], done["mutual"], benchmark=done.get("baselines"), coop=done.get("coop"),
+        b1_other=done.get("b1_other"),
+        ys={sp: np.asarray(ctx.inputs[f"y_{sp}"]) for sp in SPLITS}, stacker=ctx.stacker,
+        stack_keys=ctx.stack_keys, clusters=ctx.clusters, task=config.task,
+        adversarial=config.divergence_weights == "adversarial")
+    results = evaluation.assemble_results(
+        ev, dataset=ctx.datas[0].name, setting=config.data.setting, seeds=seeds,
+        task=config.task, rho_list=config.rho_list, clusters=ctx.clusters, weights=ctx.weights,
+        dims=ctx.spec.dims, b1_warm_start=not config.warm_start_b1)
     timing["total_s"] = time.time() - start
     results["timing"] = timing
     results["config"] = config.to_dict()
