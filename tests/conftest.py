@@ -2,6 +2,7 @@
 
 XLA_FLAGS must be set before jax is imported anywhere, so this runs first.
 """
+import contextlib
 import os
 
 os.environ["XLA_FLAGS"] = (
@@ -15,13 +16,29 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
-@pytest.fixture
-def fast_compile():
-    """Turns off most XLA optimisations for end-to-end tests (compile time dominates)."""
+@contextlib.contextmanager
+def no_xla_optimisations():
+    """Most XLA optimisations off: compile time dominates tiny end-to-end shapes."""
     previous = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+
+
+@pytest.fixture
+def fast_compile():
+    """`no_xla_optimisations` for one test."""
+    with no_xla_optimisations():
+        yield
+
+
+@pytest.fixture(scope="module")
+def fast_compile_module():
+    """`no_xla_optimisations` for a whole test module (`pytestmark = usefixtures(...)`)."""
+    with no_xla_optimisations():
+        yield
 
 
 def pytest_configure(config):

@@ -8,17 +8,7 @@ from metafusion_jax.metammf import baselines
 from metafusion_jax.metammf import graph as graph_lib
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_xla():
-    """Most XLA optimisations off: compile time dominates these tiny shapes.
-
-    (conftest's `fast_compile` reads `jax.config.jax_disable_most_optimizations`, which this jax
-    does not expose as an attribute, so the flag is read with `jax.config.read` here.)
-    """
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
 
 U, I, F = 8, 6, 7
 SLICES = (("v", 0, 4), ("t", 4, 7))

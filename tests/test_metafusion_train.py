@@ -1,5 +1,4 @@
 """End-to-end tests of the Meta Fusion trainer: results keys and values, logs, resume, NaN path."""
-import contextlib
 import importlib.util
 import json
 import os
@@ -35,22 +34,11 @@ def _comparable(results):
     return {k: v for k, v in results.items() if k != "timing"}
 
 
-@contextlib.contextmanager
-def _no_xla_optimisations():
-    # conftest's `fast_compile`, for the module-scoped run shared by several tests.
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
-
-
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, fast_compile_module):
+    del fast_compile_module  # requested for its effect: XLA optimisations off for this module
     workdir = str(tmp_path_factory.mktemp("smoke"))
-    with _no_xla_optimisations():
-        yield workdir, train.train_and_evaluate(tiny_config(), workdir)
+    return workdir, train.train_and_evaluate(tiny_config(), workdir)
 
 
 def test_smoke_writes_results_logs_and_events(smoke_run):

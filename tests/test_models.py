@@ -10,17 +10,7 @@ from metafusion_jax.metammf import losses
 from metafusion_jax.metammf import models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_xla():
-    """Most XLA optimisations off: compile time dominates these tiny shapes.
-
-    (conftest's `fast_compile` reads `jax.config.jax_disable_most_optimizations`, which this jax
-    does not expose as an attribute, so the flag is read with `jax.config.read` here.)
-    """
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
 
 U, I, F = 9, 7, 10
 SLICES = (("v", 0, 6), ("t", 6, 10))

@@ -30,11 +30,11 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from metafusion_jax.metafusion import cohort as cohort_lib
 from metafusion_jax.metafusion.extractors import make_identity_extractor
 from metafusion_jax.metafusion.mutual import CohortStep
+from metafusion_jax.metafusion.mutual import make_step_from_loss
 
 
 def benchmark_spec(modality_dims: Sequence[int]) -> cohort_lib.CohortSpec:
@@ -114,24 +114,17 @@ def make_coop_step(apply: Callable, *, learning_rate: float = 1e-3,
         CohortStep whose `w` argument is ignored (pass ones [3]) and whose aux["task"] [3]
         is the per-member partial-residual MSE.
     """
-    tx = optax.adam(learning_rate)
-
     def loss(params, xs, y, mask, rho, w):
         del w
         task, penalty = coop_losses(apply(params, xs), y, mask, rho, reproduce_b17=reproduce_b17)
         return jnp.sum(task + penalty), {"task": task, "divergence": penalty}
-
-    def step(params, opt_state, xs, y, mask, rho, w):
-        grads, aux = jax.grad(loss, has_aux=True)(params, xs, y, mask, rho, w)
-        updates, opt_state = jax.vmap(tx.update)(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, aux
 
     def val_task(params, xs, y):
         F = apply(params, xs)
         ones = jnp.ones((F.shape[1],), jnp.float32)
         return coop_losses(F, y, ones, 0.0, reproduce_b17=reproduce_b17)[0]
 
-    return CohortStep(jax.vmap(tx.init), loss, step, val_task)
+    return make_step_from_loss(loss, val_task, learning_rate=learning_rate)
 
 
 def coop_rhos(rho_list) -> list:

@@ -97,6 +97,28 @@ class CohortStep(NamedTuple):
     val_task: Callable
 
 
+def make_step_from_loss(loss: Callable, val_task: Callable, *,
+                        learning_rate: float = 1e-3) -> CohortStep:
+    """A `CohortStep` for any stacked joint loss: one gradient of the summed loss + M Adams.
+
+    Args:
+      loss: (params, xs, y, mask, rho, w) -> (scalar L, aux), L a sum of per-member losses
+        whose member i term depends only on member i's params (peers under stop_gradient).
+      val_task: (params, xs, y) -> [M] per-member validation task loss.
+      learning_rate: Adam lr.
+    """
+    tx = optax.adam(learning_rate)
+
+    def step(params, opt_state, xs, y, mask, rho, w):
+        grads, aux = jax.grad(loss, has_aux=True)(params, xs, y, mask, rho, w)
+        updates, opt_state = jax.vmap(tx.update)(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, aux
+
+    # vmapped Adam: every state leaf (the step count too) leads with M, so per-member best
+    # optimizer states can be kept and restored (B1); numerically identical to one adam.
+    return CohortStep(jax.vmap(tx.init), loss, step, val_task)
+
+
 def make_cohort_step(apply: Callable, *, task: str, learning_rate: float = 1e-3) -> CohortStep:
     """Mutual-learning step over a stacked cohort.
 
@@ -106,21 +128,13 @@ def make_cohort_step(apply: Callable, *, task: str, learning_rate: float = 1e-3)
       learning_rate: Adam lr (reference 1e-3, no weight decay, no schedule).
     """
     _check_task(task)
-    tx = optax.adam(learning_rate)
 
     def loss(params, xs, y, mask, rho, w):
         return joint_loss(apply(params, xs), y, mask, rho, w, task)
-
-    def step(params, opt_state, xs, y, mask, rho, w):
-        grads, aux = jax.grad(loss, has_aux=True)(params, xs, y, mask, rho, w)
-        updates, opt_state = jax.vmap(tx.update)(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, aux
 
     def val_task(params, xs, y):
         F = apply(params, xs)
         ones = jnp.ones((F.shape[1],), jnp.float32)
         return jax.vmap(lambda f: task_loss(f, y, ones, task))(F)
 
-    # vmapped Adam: every state leaf (the step count too) leads with M, so per-member best
-    # optimizer states can be kept and restored (B1); numerically identical to one adam.
-    return CohortStep(jax.vmap(tx.init), loss, step, val_task)
+    return make_step_from_loss(loss, val_task, learning_rate=learning_rate)
