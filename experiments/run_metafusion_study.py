@@ -12,6 +12,10 @@ over several sessions:
     python experiments/run_metafusion_study.py --settings=setting_2_2 --num_seeds=1 --epochs=2 \
         --out=/tmp/mf_estimate
 """
+from metafusion_jax.training.xla_flags import apply_cpu_flags
+
+apply_cpu_flags()  # before any JAX computation; see the module docstring
+
 import importlib.util
 import json
 import os

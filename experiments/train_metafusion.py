@@ -6,6 +6,10 @@ r"""Trains a Meta Fusion cohort (and its baselines) and prints every method's te
 Writes `<workdir>/results.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints; a
 killed run started again with the same flags resumes at the next stage.
 """
+from metafusion_jax.training.xla_flags import apply_cpu_flags
+
+apply_cpu_flags()  # before any JAX computation; see the module docstring
+
 from absl import app
 from absl import flags
 from absl import logging

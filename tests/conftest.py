@@ -10,6 +10,10 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from metafusion_jax.training.xla_flags import apply_cpu_flags  # noqa: E402
+
+apply_cpu_flags()  # the binaries' CPU flags, so tests compile what the binaries run
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
