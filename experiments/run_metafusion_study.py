@@ -16,17 +16,17 @@ from metafusion_jax.training.xla_flags import apply_cpu_flags
 
 apply_cpu_flags()  # before any JAX computation; see the module docstring
 
-import importlib.util
-import json
-import os
-import time
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
-from metafusion_jax.metafusion import train
-from metafusion_jax.training.artifacts import write_json_atomic
+from metafusion_jax.metafusion import train  # noqa: E402
+from metafusion_jax.training.artifacts import write_json_atomic  # noqa: E402
 
 _CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
                             "metafusion.py")

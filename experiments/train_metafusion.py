@@ -10,12 +10,12 @@ from metafusion_jax.training.xla_flags import apply_cpu_flags
 
 apply_cpu_flags()  # before any JAX computation; see the module docstring
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from metafusion_jax.metafusion import train
+from metafusion_jax.metafusion import train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Meta Fusion config file:variant.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results, logs and checkpoints.")
