@@ -11,7 +11,8 @@ then both positive rho) for `--epochs` epochs, with best-validation-epoch tracki
   first (the peers), then M steps; validation per member per epoch. Python drives every call.
 
 Threads: XLA CPU runs single-threaded (`--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1`, set below before jax is imported); the table states it.
+intra_op_parallelism_threads=1`, set below before jax is imported); the table states it. Both
+arms also get the binaries' `xla_flags.apply_cpu_flags()`.
 Medians over `--repeats` runs after one warm-up run (compile); the 10-seed loop is the sum of
 one run per seed (its functions are already compiled by the 1-seed loop).
 Writes benchmarks/results/metafusion.json.
@@ -23,6 +24,10 @@ import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                            " intra_op_parallelism_threads=1").strip()
+
+from metafusion_jax.training.xla_flags import apply_cpu_flags  # noqa: E402
+
+apply_cpu_flags()  # what the binaries run (YNNPACK batched-dot fusion off; see xla_flags.py)
 
 import functools  # noqa: E402
 import importlib.util  # noqa: E402
@@ -190,6 +195,7 @@ def main(argv):
                 f"{config.train.epochs} epochs, 1280 train rows, batch 64",
         "threads": "XLA CPU single-threaded (xla_cpu_multi_thread_eigen=false, "
                    "intra_op_parallelism_threads=1)",
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
         "cpus_visible": len(os.sched_getaffinity(0)), "epochs": config.train.epochs,
         "seconds_median": {k: v[0] for k, v in rows.items()},
