@@ -105,7 +105,7 @@ def test_simulator_and_mfeat_loaders_give_stacked_inputs():
     config = mf_configs.get_config("smoke")
     config.data.n = 60
     datas = [train.DATA_SOURCES["simulator"](config, s) for s in (1, 2)]
-    stacked = train._stack_splits(datas, train._raw_layout)
+    stacked = train.stack_splits(datas, train.raw_layout)
     assert stacked["x_train"][0].shape == (2, 38, 500)
     assert stacked["y_test"].shape == (2, 12)
     np.testing.assert_array_equal(np.asarray(stacked["y_val"][1]), datas[1].val.y)

@@ -30,141 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from metafusion_jax.data import multiview, simulator
-from metafusion_jax.metafusion import cohort as cohort_lib
-from metafusion_jax.metafusion import baselines, evaluation, extractors, mutual, program, weights
-from metafusion_jax.metafusion.evaluation import METRICS, SPLITS, summarise  # noqa: F401
+from metafusion_jax.metafusion import baselines, evaluation, mutual, program, weights
+from metafusion_jax.metafusion.evaluation import SPLITS, summarise  # noqa: F401
+from metafusion_jax.metafusion.inputs import config_error, raw_layout, stack_splits
+from metafusion_jax.metafusion.inputs import (  # noqa: F401  (re-exported for callers)
+    DATA_SOURCES, build_cohort, validate_config)
 from metafusion_jax.training.artifacts import check_finite, write_json_atomic
 from metafusion_jax.training.checkpoints import RunCheckpoints
 from metafusion_jax.training.writers import MetricWriter
-
-EXTRACTORS = ("pca", "separate", "encoder")
-WEIGHT_TYPES = ("clustering", "adversarial", "uniform")
-
-
-# ----------------------------------------------------------------------------- config & data
-
-
-def _fail(field, expected, got, fix=""):
-    raise ValueError(f"config.{field}: expected {expected}, got {got!r}. {fix}".strip())
-
-
-def validate_config(config) -> None:
-    """Raises ValueError naming the field, the expected and the actual value."""
-    if config.data.source not in DATA_SOURCES:
-        _fail("data.source", f"one of {sorted(DATA_SOURCES)}", config.data.source)
-    if config.data.source == "simulator" and config.data.setting not in simulator.SETTINGS:
-        _fail("data.setting", f"one of {sorted(simulator.SETTINGS)}", config.data.setting)
-    if config.task not in METRICS:
-        _fail("task", f"one of {sorted(METRICS)}", config.task)
-    if (config.task == "regression") != (config.num_classes == 1) or config.num_classes < 1:
-        _fail("num_classes", "1 for regression, >= 2 for classification", config.num_classes)
-    for field, value in (("num_seeds", config.num_seeds), ("train.epochs", config.train.epochs),
-                         ("train.batch_size", config.train.batch_size),
-                         ("ensembles.meta_learner_epochs", config.ensembles.meta_learner_epochs)):
-        if int(value) < 1:
-            _fail(field, "an integer >= 1", value)
-    if not config.train.learning_rate > 0:
-        _fail("train.learning_rate", "a positive float", config.train.learning_rate)
-    rhos = [float(r) for r in config.rho_list]
-    if len(rhos) < 2 or rhos[0] != 0.0 or any(r <= 0 for r in rhos[1:]):
-        _fail("rho_list", "0 followed by one or more positive values", rhos, "e.g. [0, 0.99, 3].")
-    if config.divergence_weights not in WEIGHT_TYPES:
-        _fail("divergence_weights", f"one of {WEIGHT_TYPES}", config.divergence_weights)
-    if config.cohort.extractor not in EXTRACTORS:
-        _fail("cohort.extractor", f"one of {EXTRACTORS}", config.cohort.extractor)
-    if len(config.cohort.mod_hiddens) != len(config.cohort.mod_outs):
-        _fail("cohort.mod_hiddens", f"{len(config.cohort.mod_outs)} lists (one per modality)",
-              config.cohort.mod_hiddens)
-    if not config.cohort.head_hiddens or any(int(h) < 1 for h in config.cohort.head_hiddens):
-        _fail("cohort.head_hiddens", "a non-empty list of positive widths",
-              config.cohort.head_hiddens)
-    if config.optimal_k < 0:
-        _fail("optimal_k", "0 (silhouette) or a cluster count >= 1", config.optimal_k)
-    if config.baselines.coop and config.task != "regression":
-        _fail("baselines.coop", "False for classification (Coop is 2-modality regression)", True)
-
-
-def _load_simulator(config, seed):
-    noise = config.data.noise_ratios
-    overrides = {"noise_ratios": tuple(noise)} if noise else {}
-    return simulator.make_synthetic(config.data.setting, seed=seed, n=config.data.n or None,
-                                    int_truncation=config.data.truncate_interactions, **overrides)
-
-
-def _load_mfeat(config, seed):
-    data = multiview.load_mfeat(config.data.mfeat_dir or None, views=list(config.data.views),
-                                seed=seed)
-    # The views have very different scales (counts, correlations, moments): standardise each
-    # column with train+val statistics, as the reference's real-data cleaning does on train folds.
-    fit = [np.concatenate([a, b]) for a, b in zip(data.train.xs, data.val.xs)]
-    mean = [f.mean(0) for f in fit]
-    std = [np.where(f.std(0) > 0, f.std(0), 1.0) for f in fit]
-    scale = lambda s: multiview.Split(tuple(((x - mu) / sd).astype(np.float32)
-                                            for x, mu, sd in zip(s.xs, mean, std)), s.y)
-    return data._replace(train=scale(data.train), val=scale(data.val), test=scale(data.test))
-
-
-DATA_SOURCES = {"simulator": _load_simulator, "mfeat": _load_mfeat}
-
-
-def _stack_splits(datas, to_inputs):
-    """Per-seed MultiModalData -> {"x_<split>": K [S, N, .], "y_<split>": [S, N]}."""
-    out = {}
-    per_seed = [to_inputs(d) for d in datas]
-    for i, split in enumerate(SPLITS):
-        out[f"x_{split}"] = tuple(jnp.asarray(np.stack(x)) for x in zip(*[p[i] for p in per_seed]))
-        out[f"y_{split}"] = jnp.asarray(np.stack([getattr(d, split).y for d in datas]))
-    return out
-
-
-def _pca_layout(data, spec):
-    """Train/val/test inputs in the PCA extractor layout, fitted on train+val (reference, B10)."""
-    sizes = [len(getattr(data, s).y) for s in SPLITS]
-    xs = [np.concatenate([getattr(data, s).xs[m] for s in SPLITS]) for m in range(len(data.dims))]
-    full = extractors.pca_inputs(xs, np.arange(sizes[0] + sizes[1]), spec)
-    cuts = np.cumsum(sizes)[:-1]
-    return tuple(tuple(parts) for parts in zip(*[np.split(x, cuts) for x in full]))
-
-
-def _raw_layout(data):
-    return tuple(getattr(data, s).xs for s in SPLITS)
-
-
-def build_cohort(config, datas, init_keys):
-    """Cohort spec, model, stacked initial params [S, M, ...] and stacked inputs [S, ...]."""
-    dims = datas[0].dims
-    mod_outs = [list(m) + ([p] if config.cohort.add_full and p not in m else [])
-                for m, p in zip(config.cohort.mod_outs, dims)]
-    spec = cohort_lib.make_cohort_spec(mod_outs, dims)
-    head = dict(hidden=tuple(config.cohort.head_hiddens), out_dim=config.num_classes)
-    kind = config.cohort.extractor
-    if kind == "pca":
-        model = cohort_lib.make_cohort(spec, extractors.make_pca_extractor(spec), **head)
-        return spec, model, jax.vmap(model.init)(init_keys), _stack_splits(
-            datas, lambda d: _pca_layout(d, spec))
-    if kind == "separate":
-        ext = extractors.make_separate_extractor(
-            spec, mod_hiddens=config.cohort.mod_hiddens, freeze=config.cohort.freeze_encoder)
-        model = cohort_lib.make_cohort(spec, ext, **head)
-        return spec, model, jax.vmap(model.init)(init_keys), _stack_splits(datas, _raw_layout)
-    # encoder: one pre-trained chain per modality and seed; the member functions are shared.
-    params = []
-    for data, key in zip(datas, init_keys):
-        chains = []
-        for m in range(spec.num_modalities):
-            lat = [d for d in spec.mod_outs[m] if 0 < d < dims[m]]
-            chains.append(None if not lat else extractors.pretrain_chain(
-                jax.random.fold_in(key, 1000 + m), data.train.xs[m], data.train.y,
-                data.val.xs[m], data.val.y, hidden=config.cohort.mod_hiddens[m],
-                latent_dims=lat, out_dim=config.num_classes, task=config.task,
-                learning_rate=config.train.learning_rate, epochs=config.cohort.encoder_epochs))
-        ext = extractors.make_encoder_extractor(spec, chains, mod_hiddens=config.cohort.mod_hiddens,
-                                                freeze=config.cohort.freeze_encoder)
-        model = cohort_lib.make_cohort(spec, ext, **head)
-        params.append(model.init(key))
-    return spec, model, cohort_lib.stack(params), _stack_splits(datas, _raw_layout)
-
 
 # ----------------------------------------------------------------------------- stages
 
@@ -256,7 +129,7 @@ def _benchmark_runner(ctx, coop):
                                             out_dim=ctx.config.num_classes)
     step = baselines.make_coop_step(model.apply, learning_rate=ctx.config.train.learning_rate,
                                     reproduce_b17=ctx.config.baselines.coop_b17) if coop else None
-    runner = _Runner(ctx.config, model, _stack_splits(ctx.datas, _raw_layout), step)
+    runner = _Runner(ctx.config, model, stack_splits(ctx.datas, raw_layout), step)
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 100 + coop))(ctx.keys)
     params = jax.vmap(model.init)(keys)
     return runner, params, jax.vmap(runner.step.init_opt)(params), keys
@@ -412,7 +285,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     seeds = [int(config.seed) + s for s in range(int(config.num_seeds))]
     ctx = _Context(config, seeds)
     if config.baselines.coop and len(ctx.datas[0].dims) != 2:
-        _fail("baselines.coop", "False unless there are exactly 2 modalities", True)
+        config_error("baselines.coop", "False unless there are exactly 2 modalities", True)
     done, timing = run_stages(ctx, workdir)
     if ctx.weights is None:
         ctx.set_weights(done["indep"])
