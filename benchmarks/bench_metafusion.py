@@ -33,7 +33,6 @@ from metafusion_jax.training.xla_flags import apply_cpu_flags  # noqa: E402
 apply_cpu_flags()  # what the binaries run (YNNPACK batched-dot fusion off; see xla_flags.py)
 
 import functools  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -45,6 +44,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from metafusion_jax.metafusion import cohort as cohort_lib  # noqa: E402
+from metafusion_jax.configs import metafusion as mf_configs  # noqa: E402
 from metafusion_jax.metafusion import program, train, weights  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "2 epochs instead of --epochs.")
@@ -54,10 +54,6 @@ _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed runs per 1-seed measurement
 _OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "results",
                                                "metafusion.json"), "JSON output.")
 
-_spec = importlib.util.spec_from_file_location(
-    "mf_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "metafusion.py"))
-mf_configs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mf_configs)
 
 
 def setup(config, num_seeds):

@@ -36,7 +36,7 @@ def run_one(label, n_users, n_items, n_inter, steps, batch):
     import jax.numpy as jnp
     import numpy as np
 
-    from metafusion_jax.data.synthetic_rec import make_synthetic_microvideo
+    from metafusion_jax.data.rec.synthetic import make_synthetic_microvideo
     from metafusion_jax.metammf import graph as graph_lib
     from metafusion_jax.metammf import models
     from metafusion_jax.metammf import train as train_lib

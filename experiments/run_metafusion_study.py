@@ -16,7 +16,6 @@ from metafusion_jax.training.xla_flags import apply_cpu_flags
 
 apply_cpu_flags()  # before any JAX computation; see the module docstring
 
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
@@ -26,13 +25,8 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from metafusion_jax.metafusion import train  # noqa: E402
+from metafusion_jax.configs import metafusion as mf_configs  # noqa: E402
 from metafusion_jax.training.artifacts import write_json_atomic  # noqa: E402
-
-_CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
-                            "metafusion.py")
-_spec = importlib.util.spec_from_file_location("metafusion_configs", _CONFIG_PATH)
-mf_configs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mf_configs)
 
 ALL = ("setting_1_1", "setting_1_2", "setting_1_3", "setting_2_1", "setting_2_2", "setting_2_3",
        "mfeat")

@@ -1,19 +1,15 @@
 """Every Meta Fusion config variant loads, validates and builds its cohort; bad values raise."""
-import importlib.util
 import os
 
 import jax
 import numpy as np
 import pytest
 
-from metafusion_jax.data import simulator
+from metafusion_jax.data.multiview import simulator
 from metafusion_jax.metafusion import cohort as cohort_lib
+from metafusion_jax.configs import metafusion as mf_configs
 from metafusion_jax.metafusion import train
 
-_spec = importlib.util.spec_from_file_location(
-    "mf_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "metafusion.py"))
-mf_configs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mf_configs)
 
 VARIANTS = ("setting_1_1", "setting_1_2", "setting_1_3", "setting_2_1", "setting_2_2",
             "setting_2_3", "negative_learning", "mfeat", "smoke")

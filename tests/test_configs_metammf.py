@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import metammf as metammf_configs
+from metafusion_jax.configs import metammf as metammf_configs
 from metafusion_jax.metammf import graph as graph_lib
 from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train

@@ -3,7 +3,7 @@ from absl import logging
 import numpy as np
 import pytest
 
-from metafusion_jax.data import interactions
+from metafusion_jax.data.rec import interactions
 
 
 def _data(**overrides):

@@ -1,5 +1,4 @@
 """End-to-end tests of the Meta Fusion trainer: results keys and values, logs, resume, NaN path."""
-import importlib.util
 import json
 import os
 
@@ -8,11 +7,8 @@ import numpy as np
 import pytest
 
 from metafusion_jax.metafusion import train
+from metafusion_jax.configs import metafusion as mf_configs
 
-_spec = importlib.util.spec_from_file_location(
-    "mf_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "metafusion.py"))
-mf_configs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mf_configs)
 
 REQUIRED = ("meta_fusion", "stacking", "best_single", "indep_best_single", "indep_greedy",
             "simple_average", "weighted_average", "early_fusion", "late_fusion", "coop",

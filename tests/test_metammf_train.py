@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from configs import metammf as metammf_configs
+from metafusion_jax.configs import metammf as metammf_configs
 from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train
 from metafusion_jax.training import checkpoints

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from metafusion_jax.data import interactions
-from metafusion_jax.data import mmrec
-from metafusion_jax.data import synthetic_rec
+from metafusion_jax.data.rec import interactions
+from metafusion_jax.data.rec import mmrec
+from metafusion_jax.data.rec import synthetic as synthetic_rec
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from metafusion_jax.data import movielens
+from metafusion_jax.data.rec import movielens
 
 HEAD = {
     "inter": "user_id:token\titem_id:token\trating:float\ttimestamp:float",

@@ -1,11 +1,11 @@
-"""Tests for metafusion_jax.data.sampling (BPR negatives, per-epoch and static)."""
+"""Tests for metafusion_jax.metammf.sampling (BPR negatives, per-epoch and static)."""
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from metafusion_jax.data import sampling
+from metafusion_jax.metammf import sampling
 
 
 def small_case(seed=0, n_users=7, n_items=9):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from metafusion_jax.data import simulator
-from metafusion_jax.data.simulator import GENERATOR_FIELDS, SETTINGS, data_sharing_reg, make_synthetic
+from metafusion_jax.data.multiview import simulator
+from metafusion_jax.data.multiview.simulator import GENERATOR_FIELDS, SETTINGS, data_sharing_reg, make_synthetic
 
 
 def _gen(name, **kw):

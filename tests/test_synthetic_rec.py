@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from metafusion_jax.data import synthetic_rec
+from metafusion_jax.data.rec import synthetic as synthetic_rec
 
 
 def _make(seed=0, **kw):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from metafusion_jax.data import interactions
-from metafusion_jax.data import movielens
-from metafusion_jax.data import mmgcn
-from metafusion_jax.data import mmrec
-from metafusion_jax.data import synthetic_rec
-from metafusion_jax.data import tfds_builders as tb
+from metafusion_jax.data.rec import interactions
+from metafusion_jax.data.rec import movielens
+from metafusion_jax.data.rec import mmgcn
+from metafusion_jax.data.rec import mmrec
+from metafusion_jax.data.rec import synthetic as synthetic_rec
+from metafusion_jax.data.rec import tfds as tb
 
 VERSION = "1.0.0"
 

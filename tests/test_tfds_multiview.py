@@ -2,8 +2,8 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metafusion_jax.data.multiview import MFEAT_VIEWS, load_mfeat
-from metafusion_jax.data.tfds_multiview import SPLITS, build_mfeat, load_mfeat_tfds
+from metafusion_jax.data.multiview.mfeat import MFEAT_VIEWS, load_mfeat
+from metafusion_jax.data.multiview.tfds import SPLITS, build_mfeat, load_mfeat_tfds
 
 
 def _write_fake_mfeat(directory, n=50, seed=0):

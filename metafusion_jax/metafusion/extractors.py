@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metafusion_jax.data.pca import fit_pca  # noqa: F401  (re-exported for callers)
+
 from metafusion_jax.metafusion import cohort as cohort_lib
 from metafusion_jax.metafusion.cohort import CohortSpec, FULL, LATENT
 
@@ -73,34 +75,6 @@ def make_identity_extractor(spec: CohortSpec) -> Extractor:
 
 
 # ---------------------------------------------------------------- PCA
-
-
-def fit_pca(x: np.ndarray, n_components: int):
-    """Exact PCA (float64 eigendecomposition of the smaller Gram matrix, ~5x faster than an SVD
-    of [1600, 2000]) with sklearn's sign convention (largest |loading| of each component > 0).
-
-    Args:
-      x: float [N, D] rows to fit on (train+val, as the reference).
-      n_components: number of components kept (<= min(N, D)).
-
-    Returns:
-      (mean [D], components [D, n_components]); scores are (x - mean) @ components.
-    """
-    x = np.asarray(x, np.float64)
-    if not 1 <= n_components <= min(x.shape):
-        raise ValueError(f"PCA n_components={n_components} must be in [1, min(n_rows, width) = "
-                         f"{min(x.shape)}]; lower the latent dim or fit on more rows.")
-    mean = x.mean(axis=0)
-    xc = x - mean
-    if xc.shape[0] < xc.shape[1]:
-        evals, u = np.linalg.eigh(xc @ xc.T)
-        order = np.argsort(evals)[::-1][:n_components]
-        v = xc.T @ u[:, order] / np.sqrt(np.maximum(evals[order], 1e-300))
-    else:
-        evals, v = np.linalg.eigh(xc.T @ xc)
-        v = v[:, np.argsort(evals)[::-1][:n_components]]
-    signs = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])])
-    return mean, v * signs[None, :]
 
 
 def pca_inputs(xs: Sequence[np.ndarray], fit_rows: np.ndarray, spec: CohortSpec) -> tuple:

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metafusion_jax.data import multiview, simulator
+from metafusion_jax.data.multiview import mfeat as multiview
+from metafusion_jax.data.multiview import simulator
 from metafusion_jax.metafusion import cohort as cohort_lib
 from metafusion_jax.metafusion import extractors
 from metafusion_jax.metafusion.evaluation import METRICS, SPLITS
@@ -141,3 +142,29 @@ def build_cohort(config, datas, init_keys):
         model = cohort_lib.make_cohort(spec, ext, **head)
         params.append(model.init(key))
     return spec, model, cohort_lib.stack(params), stack_splits(datas, raw_layout)
+
+
+def resolve(config, data, seeds):
+    """The run's effective config and per-seed data (the trainer's one entry to its inputs).
+
+    Args:
+      config: a `metafusion_jax.configs.metafusion` ConfigDict.
+      data: None (the built-in `config.data.source`), one `MultiModalData` used by every seed,
+        or a function seed -> `MultiModalData` (each seed its own split or draw).
+      seeds: the S seeds of the run.
+
+    Returns:
+      (config, datas): a copy of `config` with the fields that come from the data filled in
+      (task, num_classes, per-modality cohort dims), and a list of S validated `MultiModalData`.
+
+    Raises:
+      ValueError: a config value that contradicts the data, or bad data (before anything trains).
+    """
+    # Interface stub: the full checks (config vs data, `default` variant dims) come next.
+    if data is None:
+        datas = [DATA_SOURCES[config.data.source](config, s) for s in seeds]
+    elif callable(data) and not isinstance(data, multiview.MultiModalData):
+        datas = [data(s) for s in seeds]
+    else:
+        datas = [data for _ in seeds]
+    return config, datas

@@ -6,12 +6,14 @@ configuration feeds the raw concatenation. Both are one call here.
 """
 import numpy as np
 
+from metafusion_jax.data.pca import pca_scores
+
 
 def pca_reduce(x, dim):
-    """Projects rows onto their top `dim` principal components (centred, numpy SVD).
+    """Projects rows onto their top `dim` principal components fitted on all rows.
 
-    Matches sklearn's `PCA(n_components=dim).fit_transform` up to the sign of each component;
-    signs are fixed so that the largest-magnitude loading of every component is positive.
+    The package's one PCA (`metafusion_jax.data.pca`): centred, exact, float64, with sklearn's
+    sign convention (the largest-magnitude loading of every component is positive).
 
     Args:
         x: float [I, D].
@@ -20,15 +22,7 @@ def pca_reduce(x, dim):
     Returns:
         float32 [I, dim].
     """
-    x = np.asarray(x, dtype=np.float64)
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    components = vt[:dim]
-    pivot = np.argmax(np.abs(components), axis=1)
-    signs = np.sign(components[np.arange(dim), pivot])
-    signs[signs == 0] = 1.0
-    components = components * signs[:, None]
-    return (centred @ components.T).astype(np.float32)
+    return pca_scores(x, dim)
 
 
 def prepare_item_features(features, pca_dims=None):

@@ -22,7 +22,11 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from metafusion_jax.data import mmgcn, mmrec, movielens, sampling, synthetic_rec
+from metafusion_jax.data.rec import mmgcn
+from metafusion_jax.data.rec import mmrec
+from metafusion_jax.data.rec import movielens
+from metafusion_jax.metammf import sampling
+from metafusion_jax.data.rec import synthetic as synthetic_rec
 from metafusion_jax.metammf import baselines
 from metafusion_jax.metammf import features as features_lib
 from metafusion_jax.metammf import graph as graph_lib

@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from metafusion_jax.data.multiview import MultiModalData, Split, validate_views
+from metafusion_jax.data.multiview.container import MultiModalData, Split, validate_views
 
 TRANSFORMS = {
     "linear": lambda x: x,

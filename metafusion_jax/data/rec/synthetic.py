@@ -18,7 +18,7 @@ modalities per item (reading the cue) can beat any single static fusion.
 """
 import numpy as np
 
-from metafusion_jax.data import interactions
+from metafusion_jax.data.rec import interactions
 
 DEFAULT_MODALITY_DIMS = {"visual": 64, "acoustic": 32, "textual": 32}
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from metafusion_jax.data import interactions
+from metafusion_jax.data.rec import interactions
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 FIRST_MODALITIES = ("image", "text")

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metafusion_jax.data.multiview import (MFEAT_CLASSES, MFEAT_VIEWS, MultiModalData, Split,
+from metafusion_jax.data.multiview.mfeat import (MFEAT_CLASSES, MFEAT_VIEWS, MultiModalData, Split,
                                            load_mfeat)
 
 SPLITS = ("train", "val", "test")

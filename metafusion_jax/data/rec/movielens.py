@@ -14,7 +14,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from metafusion_jax.data import interactions
+from metafusion_jax.data.rec import interactions
 
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",

@@ -12,7 +12,7 @@ import os
 from absl import logging
 import numpy as np
 
-from metafusion_jax.data import interactions
+from metafusion_jax.data.rec import interactions
 
 # MMGCN's MovieLens feature files -> our modality names (dict order = modality order).
 MOVIELENS_FEATURE_FILES = {

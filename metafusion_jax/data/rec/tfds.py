@@ -17,11 +17,11 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metafusion_jax.data import interactions
-from metafusion_jax.data import mmgcn
-from metafusion_jax.data import mmrec
-from metafusion_jax.data import movielens
-from metafusion_jax.data import synthetic_rec
+from metafusion_jax.data.rec import interactions
+from metafusion_jax.data.rec import mmgcn
+from metafusion_jax.data.rec import mmrec
+from metafusion_jax.data.rec import movielens
+from metafusion_jax.data.rec import synthetic as synthetic_rec
 
 VERSION = tfds.core.Version("1.0.0")
 READ_BATCH = 65536

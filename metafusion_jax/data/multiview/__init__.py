@@ -1,0 +1,1 @@
+"""Multi-modal supervised data (Meta Fusion): `MultiModalData`, the simulator and UCI mfeat."""

@@ -1,0 +1,1 @@
+"""Recommendation data (MetaMMF): `InteractionData`, its validator and the four sources."""
