@@ -23,11 +23,8 @@ import subprocess
 import sys
 import time
 
-MODELS = {
-    "cp": dict(name="metammf", fusion="cp"),
-    "cp_repo": dict(name="metammf", fusion="cp_repo"),
-    "static": dict(name="static_mlp"),
-}
+# label -> fusion kind of make_metammf (static_mlp is make_metammf with fusion="static").
+FUSIONS = {"cp": "cp", "cp_repo": "cp_repo", "static": "static"}
 FUSION_DIMS = (1024, 512, 256, 32)
 
 
@@ -46,12 +43,10 @@ def run_one(label, n_users, n_items, n_inter, steps, batch):
         n_users, n_items, n_inter,
         modality_dims={"visual": 2048, "acoustic": 128, "textual": 100}, seed=0)
     feat, slices = prepare_item_features(data.features)
-    spec = dict(MODELS[label])
-    name = spec.pop("name")
-    model = models.MODELS[name](
+    model = models.make_metammf(
         n_users=data.n_users, n_items=data.n_items, feature_dim=feat.shape[1],
-        modality_slices=slices, fusion_dims=FUSION_DIMS, s_dim=5, rank=16, id_dim=32,
-        user_dim=64, backbone="gcn", **spec)
+        modality_slices=slices, fusion=FUSIONS[label], fusion_dims=FUSION_DIMS, s_dim=5,
+        rank=16, id_dim=32, user_dim=64, backbone="gcn")
     inputs = {"features": jnp.asarray(feat),
               "graph": jax.tree.map(jnp.asarray, graph_lib.make_bipartite_graph(
                   data.train, data.n_users, data.n_items))}

@@ -1,7 +1,8 @@
 r"""Trains a MetaMMF recommender (or a baseline) and prints its val/test metrics.
 
     python experiments/train_metammf.py --config=configs/metammf.py:ml100k \
-        --workdir=/tmp/mm_ml100k [--config.model.name=lightgcn] [--config.model.fusion=cp]
+        --workdir=/tmp/mm_ml100k [--config.model.name=lightgcn] [--config.model.fusion=cp] \
+        [--config.model.lightgcn.n_layers=2] [--config.data.pca_dims="(('title', 32),)"]
 
 Rerunning with the same --workdir resumes from its latest checkpoint; the results are written to
 <workdir>/results.json, metrics.jsonl and TensorBoard event files.

@@ -91,6 +91,10 @@ def test_lattice_embed_matches_dense_formula_and_fallback():
     inputs, adj = _data(3)
     feats = np.asarray(inputs["features"], np.float64)
     pre = {**inputs, **baselines.lattice_knn(feats, SLICES, k=3)}
+    prepared = model.prepare_inputs(feats, SLICES, inputs["graph"])  # knn_k=3 from the factory
+    assert set(prepared) == {"knn_idx", "knn_w"}
+    for name, value in prepared.items():
+        np.testing.assert_array_equal(value, pre[name])
     embed = jax.jit(model.embed, static_argnums=3)
     users, items = embed(params, pre, jax.random.key(0), True)
     _, items_fallback = embed(params, inputs, jax.random.key(0), True)

@@ -84,5 +84,7 @@ def test_one_compile_for_two_graphs_of_same_size():
 def test_bad_pairs_raise():
     with pytest.raises(ValueError, match="shape"):
         graph_lib.make_bipartite_graph(np.zeros((3,), np.int32), U, I)
-    with pytest.raises(ValueError, match="ids must lie"):
+    with pytest.raises(ValueError, match=rf"train_pairs: item ids must lie in \[0, {I}\)"):
         graph_lib.make_bipartite_graph(np.array([[0, I]]), U, I)
+    with pytest.raises(ValueError, match="integer dtype"):
+        graph_lib.make_bipartite_graph(np.array([[0.0, 1.0]]), U, I)

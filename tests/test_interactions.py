@@ -29,13 +29,50 @@ def test_valid_data_passes_and_casts():
     ("train", np.zeros((3, 3), np.int32), "train pairs must have shape [E, 2]"),
     ("val", np.array([[0.0, 1.0]]), "val pairs must have an integer dtype"),
     ("test", np.zeros((0, 2), np.int32), "test pairs are empty"),
-    ("val", np.array([[3, 0]], np.int32), "val pairs: user ids must lie in [0, 3)"),
+    ("val", np.array([[3, 0]], np.int32),
+     "toy.npz: val pairs: user ids must lie in [0, 3) (n_users=3), got range [3, 3]. Remap"),
     ("test", np.array([[0, -1]], np.int32), "test pairs: item ids must lie in [0, 4)"),
 ])
 def test_bad_pairs(field, value, needle):
     with pytest.raises(ValueError, match="toy.npz") as e:
         interactions.validate_interactions(_data(**{field: value}), "toy.npz")
     assert needle in str(e.value)
+
+
+def test_check_pairs_is_the_one_validator():
+    out = interactions.check_pairs([[0, 1], [2, 3]], name="p", n_users=3, n_items=4)
+    assert out.dtype == np.int64 and out.tolist() == [[0, 1], [2, 3]]
+    empty = interactions.check_pairs(np.zeros((0, 2)), name="p", n_users=3, n_items=4,
+                                     allow_empty=True)
+    assert empty.shape == (0, 2) and empty.dtype == np.int64
+    with pytest.raises(ValueError, match=r"^p: user ids must lie in \[0, 3\) \(n_users=3\), "
+                                         r"got range \[0, 5\]. fix it$"):
+        interactions.check_pairs([[0, 1], [5, 0]], name="p", n_users=3, n_items=4,
+                                 hint="fix it")
+
+
+def test_from_pairs_validates_and_casts():
+    d = _data()
+    out = interactions.InteractionData.from_pairs(
+        n_users=3, n_items=4, train=d.train.astype(np.int64), val=d.val, test=d.test.tolist(),
+        features=d.features, name="mine")
+    assert out.name == "mine" and out.train.dtype == np.int32 and out.test.dtype == np.int32
+    assert out.features["b"].dtype == np.float32
+    with pytest.raises(ValueError, match=r"InteractionData.from_pairs\(name='pairs'\): train "
+                                         r"split: 1 users have no train item"):
+        interactions.InteractionData.from_pairs(
+            n_users=4, n_items=4, train=d.train, val=d.val, test=d.test, features=d.features)
+
+
+def test_fingerprint_sees_pairs_and_features_not_the_name():
+    d = interactions.validate_interactions(_data(), "x")
+    fp = interactions.fingerprint(d)
+    assert fp.startswith("U=3 I=4 train=4 val=2 test=2 a=4x2 b=4x3 | blake2b:")
+    assert interactions.fingerprint(d._replace(name="other")) == fp
+    swapped = d._replace(val=d.test, test=d.val)
+    feats = dict(d.features, b=d.features["b"] * 2)
+    assert len({fp, interactions.fingerprint(swapped),
+                interactions.fingerprint(d._replace(features=feats))}) == 3
 
 
 def test_wrong_feature_rows():

@@ -10,6 +10,9 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from metafusion_jax.configs import metammf as metammf_configs
+from metafusion_jax.data.rec import synthetic as synthetic_rec
+from metafusion_jax.data.rec.interactions import InteractionData
+from metafusion_jax.metammf import inputs
 from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train
 from metafusion_jax.training import checkpoints
@@ -49,10 +52,11 @@ def read_jsonl(workdir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def make_fake_mf(trace_log, frozen=False):
-    """A tiny MF recommender whose embed records every trace (train flag) in `trace_log`.
+def make_fake_mf(trace_log, frozen=False, name="fake_mf"):
+    """ModelSpec of a tiny MF recommender whose embed records every trace (train flag).
 
     frozen: the embeddings ignore the gradient (zero grads), so val metrics never change.
+    Its one option, id_dim, would live in config.model.<name> (absent: the default 4).
     """
 
     def factory(*, n_users, n_items, feature_dim, modality_slices=None, id_dim=4):
@@ -73,7 +77,7 @@ def make_fake_mf(trace_log, frozen=False):
 
         return models.Recommender(init, embed)
 
-    return factory
+    return models.ModelSpec(factory, ("id_dim",), name)
 
 
 def test_smoke_run_writes_results_logs_and_events(tmp_path, fast_compile):
@@ -159,6 +163,8 @@ def test_resume_refuses_a_different_config(tmp_path, fast_compile):
         train.train_and_evaluate(smoke_config(learning_rate=3e-3), workdir)
     with pytest.raises(ValueError, match="model.fusion: saved 'dense', now 'cp'"):
         train.train_and_evaluate(smoke_config(**{"model.fusion": "cp"}), workdir)
+    with pytest.raises(ValueError, match="model.lattice.knn_k: saved 10, now 3"):
+        train.train_and_evaluate(smoke_config(**{"model.lattice.knn_k": 3}), workdir)
     # Run-length fields may change: the run goes on to its new end.
     results = train.train_and_evaluate(smoke_config(num_epochs=2), workdir)
     assert results["best_epoch"] in (1, 2)
@@ -172,13 +178,18 @@ def test_non_finite_loss_raises_and_keeps_checkpoints(tmp_path, fast_compile, mo
     best_before = sorted(os.listdir(best_dir))
     latest_before = sorted(os.listdir(os.path.join(workdir, "checkpoints", "latest")))
 
-    real_loader = train.LOADERS["synthetic"]
+    real_make_step = train.make_train_step
 
-    def exploding(data_cfg):
-        data = real_loader(data_cfg)
-        return data._replace(features={k: v * np.float32(1e30) for k, v in data.features.items()})
+    def nan_loss_step(model, tx):  # same data and config (so the run resumes), a NaN loss
+        step = real_make_step(model, tx)
 
-    monkeypatch.setitem(train.LOADERS, "synthetic", exploding)
+        def wrapped(params, opt_state, inputs, batch, key):
+            params, opt_state, loss = step(params, opt_state, inputs, batch, key)
+            return params, opt_state, loss * jnp.nan
+
+        return wrapped
+
+    monkeypatch.setattr(train, "make_train_step", nan_loss_step)
     with pytest.raises(FloatingPointError, match="epoch 2 training loss"):
         train.train_and_evaluate(smoke_config(num_epochs=3), workdir)
     assert not os.path.exists(os.path.join(workdir, "results.json"))
@@ -245,7 +256,8 @@ def test_data_parallel_run_matches_single_device_run(tmp_path, fast_compile, mon
 
 def test_early_stopping_after_patience(tmp_path, fast_compile, monkeypatch):
     # A frozen model: val R@20 never improves after the first evaluation.
-    monkeypatch.setitem(models.MODELS, "frozen_mf", make_fake_mf([], frozen=True))
+    monkeypatch.setitem(models.MODELS, "frozen_mf",
+                        make_fake_mf([], frozen=True, name="frozen_mf"))
     workdir = str(tmp_path / "run")
     config = smoke_config(**{"num_epochs": 10, "eval_every": 1, "patience": 2,
                              "weight_decay": 0.0, "model.name": "frozen_mf"})
@@ -279,3 +291,103 @@ def test_bad_config_raises(field, value, match):
 def test_data_parallel_needs_divisible_batch():
     with pytest.raises(ValueError, match="config.batch_size"):
         train.validate_config(smoke_config(batch_size=100, data_parallel=True))
+
+
+# ---- your own data: InteractionData.from_pairs and train_and_evaluate(data=...) ----------------
+
+def own_arrays(**overrides):
+    """Arrays of a tiny dataset (from the synthetic generator) as a user would hold them."""
+    data, _ = synthetic_rec.make_synthetic_microvideo(
+        30, 20, 300, modality_dims={"visual": 6, "textual": 4}, seed=3)
+    fields = dict(n_users=data.n_users, n_items=data.n_items, train=data.train, val=data.val,
+                  test=data.test, features=dict(data.features), name="mine")
+    fields.update(overrides)
+    return fields
+
+
+def test_own_data_kill_resume_matches_straight_and_refuses_other_data(tmp_path, fast_compile):
+    data = InteractionData.from_pairs(**own_arrays())
+    config = smoke_config(num_epochs=2, eval_every=1)
+    config.data.source = "mmgcn"  # not used when data is given (a dir that does not exist)
+    config.data.dir = str(tmp_path / "nowhere")
+    straight = train.train_and_evaluate(config, str(tmp_path / "straight"), data=data)
+    assert straight["dataset"] == "mine"
+
+    workdir = str(tmp_path / "resumed")
+    paused = train.train_and_evaluate(smoke_config(num_epochs=2, eval_every=1,
+                                                   max_epochs_this_run=1), workdir, data=data)
+    assert paused == {"status": "paused", "epoch": 1}
+    other = data._replace(features={k: v + np.float32(1.0) for k, v in data.features.items()})
+    with pytest.raises(ValueError, match=r"a run on different data \(data.fingerprint: saved "
+                                         r"'U=30 I=20 train="):
+        train.train_and_evaluate(config, workdir, data=other)
+    resumed = train.train_and_evaluate(config, workdir, data=data)
+    assert (resumed["best_epoch"], resumed["val"], resumed["test"]) == (
+        straight["best_epoch"], straight["val"], straight["test"])
+
+
+def _bad_feature(value):
+    feats = own_arrays()["features"]
+    x = feats["visual"].copy()
+    x[2, 1] = value
+    return {**feats, "visual": x}
+
+
+BAD_OWN_DATA = [
+    (dict(train=np.array([[30, 0]] + [[u, 0] for u in range(30)])),
+     r"train pairs: user ids must lie in \[0, 30\) \(n_users=30\), got range \[0, 30\]"),
+    (dict(val=np.array([[0, 20]])),
+     r"val pairs: item ids must lie in \[0, 20\) \(n_items=20\), got range \[20, 20\]"),
+    (dict(test=np.zeros((0, 2), np.int32)), r"test pairs are empty"),
+    (dict(features=_bad_feature(np.nan)), r"features\['visual'\] has 1 NaN/inf values in 1 items"),
+    (dict(features=_bad_feature(np.inf)), r"features\['visual'\] has 1 NaN/inf values"),
+    (dict(features={"visual": np.zeros((19, 6), np.float32)}),
+     r"features\['visual'\] has 19 rows but n_items is 20"),
+]
+
+
+@pytest.mark.parametrize("overrides, match", BAD_OWN_DATA)
+def test_from_pairs_rejects_bad_input(overrides, match):
+    with pytest.raises(ValueError, match=r"InteractionData.from_pairs\(name='mine'\): " + match):
+        InteractionData.from_pairs(**own_arrays(**overrides))
+
+
+@pytest.mark.parametrize("overrides, match", BAD_OWN_DATA)
+def test_data_argument_is_validated_before_anything_is_written(tmp_path, overrides, match):
+    raw = InteractionData(**own_arrays(**overrides))  # not validated by the caller
+    workdir = str(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"train_and_evaluate\(data=...\): " + match):
+        train.train_and_evaluate(smoke_config(), workdir, data=raw)
+    assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("data.pca_dims", (("acoustic", 2),),
+     r"config.data.pca_dims names modalities \['acoustic'\] that the data 'mine' lacks \(its "
+     r"modalities: \['visual', 'textual'\]\)"),
+    ("data.pca_dims", (("visual", 7),),
+     r"config.data.pca_dims\['visual'\]=7 must lie in \[1, min\(D_k=6, I=20\)\]"),
+    ("model.lightgcn.layers", 2, r"config.model.lightgcn.layers is not an option"),
+])
+def test_config_contradicting_the_data_raises_before_anything_is_written(tmp_path, field, value,
+                                                                         match):
+    data = InteractionData.from_pairs(**own_arrays())
+    config = smoke_config(**{field: value, "model.name": "lightgcn"})
+    workdir = str(tmp_path / "run")
+    with pytest.raises(ValueError, match=match):
+        train.train_and_evaluate(config, workdir, data=data)
+    assert not os.path.exists(workdir)
+
+
+def test_pca_of_absent_modalities_is_dropped_when_asked():
+    data = InteractionData.from_pairs(**own_arrays())
+    config = smoke_config(**{"data.pca_dims": (("acoustic", 2), ("visual", 3)),
+                             "data.pca_skip_absent": True})
+    assert inputs.pca_dims_for(config.data, data) == {"visual": 3}
+    _, _, built = inputs.build(config, data)
+    assert built["features"].shape == (20, 3 + 4)
+
+
+def test_data_argument_must_be_interaction_data(tmp_path):
+    with pytest.raises(ValueError, match="data must be an InteractionData"):
+        train.train_and_evaluate(smoke_config(), str(tmp_path / "run"), data=own_arrays())

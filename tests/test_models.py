@@ -1,4 +1,6 @@
 """Tests for metammf/models.py: every model in MODELS, MetaMMF composition, gradients, dropout."""
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("fast_compile_module")
 U, I, F = 9, 7, 10
 SLICES = (("v", 0, 6), ("t", 6, 10))
 SMALL = dict(meta_hidden=8, fusion_dims=(6, 4), id_dim=3, user_dim=7, rank=2)
+DATA_ARGS = ("n_users", "n_items", "feature_dim", "modality_slices")
 
 
 def _inputs(seed=0):
@@ -27,9 +30,30 @@ def _inputs(seed=0):
 
 
 def _make(name, **kw):
-    if name in ("metammf", "static_mlp"):
-        kw = {**SMALL, **kw}
-    return models.MODELS[name](n_users=U, n_items=I, feature_dim=F, modality_slices=SLICES, **kw)
+    spec = models.MODELS[name]
+    if not spec.config_group:
+        kw = {**{k: v for k, v in SMALL.items() if k in spec.options}, **kw}
+    return spec.factory(n_users=U, n_items=I, feature_dim=F, modality_slices=SLICES, **kw)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_spec_options_are_exactly_the_factory_keyword_arguments(name):
+    spec = models.MODELS[name]
+    params = inspect.signature(spec.factory).parameters
+    assert all(p.kind == p.KEYWORD_ONLY for p in params.values())
+    assert set(params) == set(DATA_ARGS) | set(spec.options)
+    assert spec.config_group in ("", name)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_prepare_inputs(name):
+    model = _make(name)
+    inputs = _inputs()
+    extra = model.prepare_inputs(np.asarray(inputs["features"]), SLICES, inputs["graph"])
+    if name == "lattice":
+        assert extra["knn_idx"].shape == (2, I, 7) and extra["knn_w"].shape == (2, I, 7)
+    else:
+        assert extra == {}
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -51,7 +75,7 @@ def test_mf_item_rep_is_fused_plus_id(fusion):
     users, items = model.embed(params, inputs, jax.random.key(1), False)
     feat = inputs["features"]
     s = None if fusion == "static" else layers.meta_info(params["meta"], feat)
-    fused = layers.fuse(fusion, params["fusion"], feat, s)
+    fused = layers.make_fusion(fusion, (F, 6, 4), 5, 2).apply(params["fusion"], feat, s)
     np.testing.assert_allclose(items[:, :4], fused, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(items[:, 4:], params["item_id"])
     np.testing.assert_array_equal(users, params["user"])
@@ -142,6 +166,15 @@ def test_bad_config_raises(kw, match):
         _make("metammf", **kw)
 
 
-def test_static_mlp_rejects_other_fusion():
-    with pytest.raises(ValueError, match="static"):
+@pytest.mark.parametrize("backbone", models.BACKBONES)
+def test_static_mlp_is_metammf_with_static_fusion(backbone):
+    static = _make("static_mlp", backbone=backbone)
+    meta = _make("metammf", fusion="static", backbone=backbone)
+    params = static.init(jax.random.key(4))
+    jax.tree.map(np.testing.assert_array_equal, params, meta.init(jax.random.key(4)))
+    inputs = _inputs()
+    for a, b in zip(static.embed(params, inputs, jax.random.key(1), True),
+                    meta.embed(params, inputs, jax.random.key(1), True)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError):  # fusion is fixed, not an option
         _make("static_mlp", fusion="cp")

@@ -165,7 +165,9 @@ def test_accepts_jax_arrays_and_empty_train():
     (dict(item_emb=np.full((5, 2), np.inf, np.float32)), "item_emb contains 10 NaN/inf"),
     (dict(train_pairs=np.zeros((3, 3), int)), "train_pairs must have shape"),
     (dict(eval_pairs=np.array([[4, 0]])), r"eval_pairs: user ids must lie in \[0, 4\)"),
-    (dict(eval_pairs=np.array([[0, 5]])), r"eval_pairs: item ids must lie in \[0, 5\)"),
+    (dict(eval_pairs=np.array([[0, 5]])), r"eval_pairs: item ids must lie in \[0, 5\) "
+                                          r"\(n_items=5\), got range \[5, 5\]. Ids index the "
+                                          r"embedding rows"),
     (dict(exclude_pairs=np.array([[0, -1]])), "exclude_pairs: item ids"),
     (dict(eval_pairs=np.array([[0.0, 1.0]])), "eval_pairs must have an integer dtype"),
     (dict(eval_pairs=np.zeros((0, 2), int)), "eval_pairs is empty"),

@@ -156,10 +156,12 @@ def test_static_negatives_marginally_uniform():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(train_pairs=np.array([[0, 0], [0, 1], [0, 2]])), "user 0 has 3 of n_items=3"),
     (dict(train_pairs=np.zeros((4, 3), int)), "train_pairs must have shape"),
-    (dict(train_pairs=np.zeros((0, 2), int)), "train_pairs must have shape"),
+    (dict(train_pairs=np.zeros((0, 2), int)), "train_pairs are empty"),
     (dict(train_pairs=np.array([[0.0, 1.0]])), "integer dtype"),
-    (dict(train_pairs=np.array([[2, 0]])), r"user ids must lie in \[0, n_users=2\)"),
-    (dict(train_pairs=np.array([[0, 3]])), r"item ids must lie in \[0, n_items=3\)"),
+    (dict(train_pairs=np.array([[2, 0]])),
+     r"train_pairs: user ids must lie in \[0, 2\) \(n_users=2\)"),
+    (dict(train_pairs=np.array([[0, 3]])),
+     r"train_pairs: item ids must lie in \[0, 3\) \(n_items=3\)"),
     (dict(num_negatives=0), "num_negatives must be a positive integer"),
     (dict(batch_size=2.5), "batch_size must be a positive integer"),
 ])

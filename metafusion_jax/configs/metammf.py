@@ -20,6 +20,21 @@ Baselines and ablations are chosen by fields, e.g.
   --config.model.name=lightgcn     (one of metammf.models.MODELS)
   --config.model.fusion=static     (dense | cp | cp_repo | static)
 or as suffixes of the argument: `configs/metammf.py:ml100k,model=vbpr,fusion=cp,backbone=mf,seed=1`.
+
+Model fields. `config.model.name` picks the model. The MetaMMF family (metammf, static_mlp) reads
+its sizes from `config.model.*` (fusion, backbone, meta_hidden, s_dim, fusion_dims, rank, id_dim,
+user_dim, gcn_dropout; static_mlp fixes fusion="static"). Every baseline reads its own
+sub-ConfigDict whose keys are exactly its factory's keyword arguments:
+  config.model.vbpr      id_dim, content_dim
+  config.model.lightgcn  dim, n_layers
+  config.model.mmgcn     dim, n_layers
+  config.model.lattice   dim, n_layers, n_item_layers, knn_k
+e.g. `--config.model.lightgcn.n_layers=2`. A field no model knows is a ValueError naming it.
+
+Data fields for the MMGCN layout: `config.data.feature_files` = ((modality, file name), ...);
+() reads whichever MovieLens feature files exist (Kwai-style folders have no acoustic file).
+With `config.data.pca_skip_absent` (on in the mmgcn variants) `pca_dims` entries of modalities
+the data lacks are dropped with a log line instead of raising.
 """
 import ml_collections
 
@@ -48,6 +63,8 @@ def _base():
     config.data.n_items = 0
     config.data.n_interactions = 0
     config.data.modality_dims = ()     # synthetic only: ((name, width), ...); () = the default
+    config.data.feature_files = ()     # mmgcn only: ((modality, file), ...); () = MovieLens names
+    config.data.pca_skip_absent = False  # drop (and log) pca_dims of modalities the data lacks
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "metammf"      # key of metammf.models.MODELS
@@ -60,6 +77,12 @@ def _base():
     config.model.id_dim = 32
     config.model.user_dim = 64
     config.model.gcn_dropout = (0.5, 0.2)
+    # Baselines: one sub-config each, keys = the factory's keyword arguments (its defaults).
+    config.model.vbpr = ml_collections.ConfigDict({"id_dim": 32, "content_dim": 32})
+    config.model.lightgcn = ml_collections.ConfigDict({"dim": 64, "n_layers": 3})
+    config.model.mmgcn = ml_collections.ConfigDict({"dim": 64, "n_layers": 2})
+    config.model.lattice = ml_collections.ConfigDict(
+        {"dim": 64, "n_layers": 2, "n_item_layers": 1, "knn_k": 10})
 
     config.num_epochs = 60
     config.eval_every = 5
@@ -104,6 +127,7 @@ def _mmgcn(config):
     config.data.dir = "/path/to/mmgcn/movielens"
     config.data.name = "movielens"
     config.data.pca_dims = (("visual", 64), ("acoustic", 64), ("textual", 32))
+    config.data.pca_skip_absent = True  # e.g. Kwai: no acoustic file
     config.model.fusion_dims = (80, 32)
     config.eval_chunk = 4096
     return config
@@ -132,11 +156,14 @@ def _smoke(config):
     config.data.n_users = 60
     config.data.n_items = 40
     config.data.n_interactions = 600
-    config.data.modality_dims = (("visual", 8), ("acoustic", 4), ("textual", 4))
+    # The order the earlier dict-valued field had (ConfigDict sorts dict keys): the smoke data and
+    # results stay those of earlier runs.
+    config.data.modality_dims = (("acoustic", 4), ("textual", 4), ("visual", 8))
     config.model.meta_hidden = 8
     config.model.fusion_dims = (8, 4)
     config.model.id_dim = 4
     config.model.user_dim = 8
+    config.model.vbpr.id_dim = 4
     config.num_epochs = 4
     config.eval_every = 1
     config.patience = 10

@@ -1,7 +1,8 @@
 """Baselines for MetaMMF's comparison, in the same `Recommender` interface and BPR protocol.
 
 Each factory takes keyword arguments `n_users, n_items, feature_dim, modality_slices` (ignoring
-what it does not use) plus its own sizes. The static-fusion MLP lives in `models.py`
+what it does not use) plus its own sizes, which `models.MODELS` lists as the options of its
+`config.model.<name>` sub-config. The static-fusion MLP lives in `models.py`
 (`make_static_mlp`) because it is MetaMMF with W_i = M.
 """
 import jax
@@ -210,9 +211,9 @@ def make_lattice(*, n_users, n_items, feature_dim, modality_slices=None, dim=64,
     FREEDOM, Zhou & Shen MM 2023, found works as well); the learned graph-structure update from
     transformed features is left out.
 
-    inputs needs "graph" and, ideally, the arrays of `lattice_knn` ("knn_idx", "knn_w") computed
-    once on the host; without them embed recomputes the kNN inside jit (correct but costs an
-    [I, I] similarity per modality per call).
+    inputs needs "graph" and, ideally, the arrays of `prepare_inputs` (`lattice_knn`: "knn_idx",
+    "knn_w") computed once on the host; without them embed recomputes the kNN inside jit (correct
+    but costs an [I, I] similarity per modality per call).
 
     Returns:
         Recommender with H = dim.
@@ -248,4 +249,8 @@ def make_lattice(*, n_users, n_items, feature_dim, modality_slices=None, dim=64,
         h = h / jnp.maximum(jnp.linalg.norm(h, axis=1, keepdims=True), 1e-12)
         return out[:n_users], out[n_users:] + h
 
-    return Recommender(init, embed)
+    def prepare_inputs(features, modality_slices, graph):
+        del graph
+        return lattice_knn(features, modality_slices, k=k)
+
+    return Recommender(init, embed, prepare_inputs)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metafusion_jax.data.rec import interactions
 from metafusion_jax.metammf.layers import dense_init
 
 
@@ -68,16 +69,9 @@ def make_bipartite_graph(train_pairs, n_users, n_items):
     Raises:
         ValueError: if the pairs are not [E, 2] or hold ids outside [0, U) x [0, I).
     """
-    pairs = np.asarray(train_pairs)
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(
-            f"train_pairs must have shape [E, 2] (user, item), got {pairs.shape}.")
-    if pairs.size and (pairs.min() < 0 or pairs[:, 0].max() >= n_users
-                       or pairs[:, 1].max() >= n_items):
-        raise ValueError(
-            f"train_pairs ids must lie in [0, {n_users}) x [0, {n_items}), got user range "
-            f"[{pairs[:, 0].min()}, {pairs[:, 0].max()}] and item range "
-            f"[{pairs[:, 1].min()}, {pairs[:, 1].max()}]. Check n_users / n_items.")
+    pairs = interactions.check_pairs(train_pairs, name="train_pairs", n_users=n_users,
+                                     n_items=n_items, allow_empty=True,
+                                     hint="Check n_users / n_items.")
     users = pairs[:, 0].astype(np.int64)
     items = pairs[:, 1].astype(np.int64) + n_users
     return make_graph(np.concatenate([users, items]), np.concatenate([items, users]),

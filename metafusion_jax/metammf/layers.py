@@ -1,6 +1,6 @@
 """MetaMMF layers: the meta-information extractor and the item-specific fusion layers.
 
-Every fusion kind gives item i its own weight W_i [din, dout] computed from its meta vector
+Every fusion kind gives item i its own weight W_i [D_in, D_out] computed from its meta vector
 s_i [S] (spec section 2):
 
 - `dense`:   W_i = M + sum_k s_ik T_k                      (reference `MetaLayer`)
@@ -8,9 +8,15 @@ s_i [S] (spec section 2):
 - `cp_repo`: W_i = M + (s_i . c_bar) A B, C [R*S, 1]      (what the reference `CPDLayer` computes)
 - `static`:  W_i = M                                      (ablation: no item-specific part)
 
-`apply` never builds the [n, din, dout] per-item weights (about 115 GB at the reference's MovieLens
-dims): it uses the factored algebra of spec section 8.3. `item_weight` builds one W_i and is only
-the test reference.
+Each kind is written for ONE item (`apply_one`), in factored form that never builds W_i, e.g.
+cp: `x_i @ M + ((x_i @ A) * (s_i @ C.T)) @ B`. `jax.vmap` of it over items is the batched algebra
+of spec section 8.3 (the same GEMMs; `benchmarks/bench_fusion.py` times both), so the
+[I, D_in, D_out] per-item weights (about 115 GB at the reference's MovieLens dims) never exist.
+`item_weight` builds one W_i and is only the test reference.
+
+    fusion = make_fusion("cp", dims=(160, 80, 32), s_dim=5, rank=16)
+    params = fusion.init(key)                  # list of per-layer param dicts
+    out = fusion.apply(params, x, s)           # [I, 160], [I, 5] -> [I, 32]
 
 Also holds `Recommender`, the interface every model in `metammf` returns.
 """
@@ -21,17 +27,28 @@ import jax
 import jax.numpy as jnp
 
 
+def no_extra_inputs(features, modality_slices, graph):
+    """The default `Recommender.prepare_inputs`: nothing beyond "features" and "graph"."""
+    del features, modality_slices, graph
+    return {}
+
+
 class Recommender(NamedTuple):
-    """A recommender as two pure, un-jitted functions.
+    """A recommender as pure, un-jitted functions.
 
     Attributes:
         init: key -> params (plain nested dict of arrays).
         embed: (params, inputs, key, train: bool) -> (user_emb [U, H], item_emb [I, H]).
-            `inputs` is a dict of arrays: "features" float32 [I, F] and, for graph models, "graph".
+            `inputs` is a dict of arrays: "features" float32 [I, F], "graph" (a `graph.Graph`)
+            and whatever `prepare_inputs` returned.
+        prepare_inputs: (features [I, F], modality_slices, graph) -> dict of extra arrays for
+            `inputs`, computed once on the host before training (LATTICE's kNN graphs); the
+            default returns {}.
     """
 
     init: Callable
     embed: Callable
+    prepare_inputs: Callable = no_extra_inputs
 
 
 def xavier_uniform(key, shape, fan_in, fan_out):
@@ -81,20 +98,25 @@ def meta_info(params, feat):
     return h @ params["W2"] + params["b2"][None, :]
 
 
-# ---- fusion kinds -------------------------------------------------------------------------------
 
-class FusionKind(NamedTuple):
-    """One kind of fusion layer.
+# ---- fusion kinds: one layer, one item ----------------------------------------------------------
+
+class FusionLayer(NamedTuple):
+    """One kind of fusion layer, written for a single item.
 
     Attributes:
-        init: (key, din, dout, s_dim, rank) -> params dict.
-        apply: (params, x [n, din], s [n, S]) -> [n, dout], batched without per-item weights.
+        init: (key, din, dout, s_dim, rank) -> params dict of one layer.
+        apply_one: (params, x_i [din], s_i [S]) -> [dout], factored: never builds W_i.
         item_weight: (params, s_i [S]) -> W_i [din, dout]; the per-item test reference.
     """
 
     init: Callable
-    apply: Callable
+    apply_one: Callable
     item_weight: Callable
+
+    def apply(self, params, x, s):
+        """One layer over n items: `apply_one` vmapped, [n, din], [n, S] -> [n, dout]."""
+        return jax.vmap(self.apply_one, in_axes=(None, 0, 0))(params, x, s)
 
 
 def _dense_init(key, din, dout, s_dim, rank):
@@ -105,19 +127,16 @@ def _dense_init(key, din, dout, s_dim, rank):
     return {"M": dense_init(km, din, dout), "T": t}
 
 
-def _dense_apply(params, x, s):
+def _dense_apply_one(params, x_i, s_i):
     t = params["T"]
     n_s, din, dout = t.shape
-    n = x.shape[0]
     if dout >= din:
-        # Khatri-Rao row products: one GEMM with an [n, S*din] intermediate.
-        kr = (s[:, :, None] * x[:, None, :]).reshape(n, n_s * din)
-        dyn = kr @ t.reshape(n_s * din, dout)
+        # Khatri-Rao row: vmapped, one GEMM [n, S*din] @ [S*din, dout].
+        dyn = (s_i[:, None] * x_i[None, :]).reshape(n_s * din) @ t.reshape(n_s * din, dout)
     else:
-        # Contract din first: the intermediate is [n, S, dout], smaller than [n, S*din].
-        per_k = jnp.einsum("ni,kio->nko", x, t)
-        dyn = jnp.einsum("nk,nko->no", s, per_k)
-    return x @ params["M"] + dyn
+        # Contract din first: the vmapped intermediate is [n, S, dout], smaller than [n, S*din].
+        dyn = jnp.einsum("k,ko->o", s_i, jnp.einsum("i,kio->ko", x_i, t))
+    return x_i @ params["M"] + dyn
 
 
 def _dense_item_weight(params, s_i):
@@ -134,9 +153,9 @@ def _cp_init(key, din, dout, s_dim, rank):
     }
 
 
-def _cp_apply(params, x, s):
-    gate = s @ params["C"].T                                    # [n, R]
-    return x @ params["M"] + ((x @ params["A"]) * gate) @ params["B"]
+def _cp_apply_one(params, x_i, s_i):
+    gate = s_i @ params["C"].T                                  # [R] = C s_i
+    return x_i @ params["M"] + ((x_i @ params["A"]) * gate) @ params["B"]
 
 
 def _cp_item_weight(params, s_i):
@@ -159,9 +178,9 @@ def _c_bar(params, s_dim):
     return params["C"].reshape(-1, s_dim).sum(axis=0)
 
 
-def _cp_repo_apply(params, x, s):
-    alpha = s @ _c_bar(params, s.shape[1])                      # [n]
-    return x @ params["M"] + alpha[:, None] * ((x @ params["A"]) @ params["B"])
+def _cp_repo_apply_one(params, x_i, s_i):
+    alpha = s_i @ _c_bar(params, s_i.shape[0])                  # scalar
+    return x_i @ params["M"] + alpha * ((x_i @ params["A"]) @ params["B"])
 
 
 def _cp_repo_item_weight(params, s_i):
@@ -174,9 +193,9 @@ def _static_init(key, din, dout, s_dim, rank):
     return {"M": dense_init(key, din, dout)}
 
 
-def _static_apply(params, x, s):
-    del s
-    return x @ params["M"]
+def _static_apply_one(params, x_i, s_i):
+    del s_i
+    return x_i @ params["M"]
 
 
 def _static_item_weight(params, s_i):
@@ -185,67 +204,100 @@ def _static_item_weight(params, s_i):
 
 
 FUSION_KINDS = {
-    "dense": FusionKind(_dense_init, _dense_apply, _dense_item_weight),
-    "cp": FusionKind(_cp_init, _cp_apply, _cp_item_weight),
-    "cp_repo": FusionKind(_cp_repo_init, _cp_repo_apply, _cp_repo_item_weight),
-    "static": FusionKind(_static_init, _static_apply, _static_item_weight),
+    "dense": FusionLayer(_dense_init, _dense_apply_one, _dense_item_weight),
+    "cp": FusionLayer(_cp_init, _cp_apply_one, _cp_item_weight),
+    "cp_repo": FusionLayer(_cp_repo_init, _cp_repo_apply_one, _cp_repo_item_weight),
+    "static": FusionLayer(_static_init, _static_apply_one, _static_item_weight),
 }
 
 
-def _check_kind(kind):
-    if kind not in FUSION_KINDS:
-        raise ValueError(
-            f"fusion kind must be one of {sorted(FUSION_KINDS)}, got {kind!r}. "
-            "Set model.fusion to a listed kind.")
-    return FUSION_KINDS[kind]
+# ---- the fusion chain ---------------------------------------------------------------------------
+
+class Fusion(NamedTuple):
+    """A chain of fusion layers of one kind, as un-jitted pure functions.
+
+    Attributes:
+        init: key -> list of N per-layer params dicts.
+        apply: (params, x [I, D_in], s [I, S]) -> [I, D_out]; `apply_one` vmapped over items.
+        apply_one: (params, x_i [D_in], s_i [S]) -> [D_out]; leaky_relu(0.01) between layers,
+            none after the last, no biases. s / s_i may be None for the `static` kind.
+    """
+
+    init: Callable
+    apply: Callable
+    apply_one: Callable
 
 
-def fusion_init(key, kind, dims, s_dim, rank):
-    """Params of a chain of fusion layers dims[0] -> dims[1] -> ... -> dims[-1].
+def _shape_error(what, expected, got):
+    return ValueError(f"{what} must have shape {expected}, got {got}.")
+
+
+def make_fusion(kind, dims, s_dim, rank):
+    """The fusion chain dims[0] -> dims[1] -> ... -> dims[-1] of one kind.
 
     Args:
-        key: PRNG key.
-        kind: a key of `FUSION_KINDS`.
-        dims: layer widths [d0, ..., dN], N >= 1.
+        kind: a key of `FUSION_KINDS`: "dense", "cp", "cp_repo" or "static".
+        dims: layer widths (D_in, ..., D_out), at least two, all >= 1.
         s_dim: S, meta vector size.
         rank: R, CP rank (used by `cp` and `cp_repo`).
 
     Returns:
-        list of N per-layer params dicts.
+        Fusion(init, apply, apply_one). `apply` and `apply_one` raise ValueError on inputs whose
+        shapes do not fit dims / s_dim (shapes are static, so this also holds under jit).
 
     Raises:
         ValueError: on an unknown kind, fewer than two dims, or non-positive sizes.
     """
-    fk = _check_kind(kind)
-    dims = [int(d) for d in dims]
+    if kind not in FUSION_KINDS:
+        raise ValueError(
+            f"fusion kind must be one of {sorted(FUSION_KINDS)}, got {kind!r}. "
+            "Set model.fusion to a listed kind.")
+    layer = FUSION_KINDS[kind]
+    dims = tuple(int(d) for d in dims)
     if len(dims) < 2 or min(dims) < 1:
         raise ValueError(
-            f"fusion dims must list at least an input and an output width, all >= 1, got {dims}. "
-            "Pass e.g. dims=[F, 80, 32].")
+            f"fusion dims must list at least an input and an output width, all >= 1, got "
+            f"{list(dims)}. Pass e.g. dims=(F, 80, 32).")
+    s_dim, rank = int(s_dim), int(rank)
     if s_dim < 1 or rank < 1:
-        raise ValueError(
-            f"s_dim and rank must be >= 1, got s_dim={s_dim}, rank={rank}.")
-    keys = jax.random.split(key, len(dims) - 1)
-    return [fk.init(k, din, dout, s_dim, rank)
-            for k, din, dout in zip(keys, dims[:-1], dims[1:])]
+        raise ValueError(f"s_dim and rank must be >= 1, got s_dim={s_dim}, rank={rank}.")
+    needs_s = kind != "static"
 
+    def init(key):
+        keys = jax.random.split(key, len(dims) - 1)
+        return [layer.init(k, din, dout, s_dim, rank)
+                for k, din, dout in zip(keys, dims[:-1], dims[1:])]
 
-def fuse(kind, params, feat, s):
-    """Runs the fusion chain: leaky_relu(0.01) between layers, none after the last, no biases.
+    def check_params(params):
+        widths = [tuple(p["M"].shape) for p in params] if isinstance(params, (list, tuple)) \
+            else None
+        if widths != list(zip(dims[:-1], dims[1:])):
+            raise ValueError(
+                f"fusion params must be the list `init` returns, with M shapes "
+                f"{list(zip(dims[:-1], dims[1:]))}, got {widths}.")
 
-    Args:
-        kind: a key of `FUSION_KINDS`.
-        params: list from `fusion_init`.
-        feat: float32 [I, F] with F = dims[0].
-        s: float32 [I, S] meta vectors.
+    def apply_one(params, x_i, s_i):
+        check_params(params)
+        if x_i.shape != (dims[0],):
+            raise _shape_error("fusion apply_one: x_i", f"[D_in] = ({dims[0]},)", x_i.shape)
+        if needs_s and (s_i is None or s_i.shape != (s_dim,)):
+            raise _shape_error(f"fusion apply_one ({kind}): s_i", f"[S] = ({s_dim},)",
+                               None if s_i is None else s_i.shape)
+        h = x_i
+        for n, p in enumerate(params):
+            if n:
+                h = leaky_relu(h)
+            h = layer.apply_one(p, h, s_i)
+        return h
 
-    Returns:
-        float32 [I, dims[-1]].
-    """
-    fk = _check_kind(kind)
-    h = feat
-    for n, layer in enumerate(params):
-        if n:
-            h = leaky_relu(h)
-        h = fk.apply(layer, h, s)
-    return h
+    def apply(params, x, s):
+        if x.ndim != 2 or x.shape[1] != dims[0]:
+            raise _shape_error("fusion apply: x", f"[I, D_in] = [I, {dims[0]}]", x.shape)
+        if needs_s and (s is None or s.shape != (x.shape[0], s_dim)):
+            raise _shape_error(f"fusion apply ({kind}): s", f"[I, S] = [{x.shape[0]}, {s_dim}]",
+                               None if s is None else s.shape)
+        if s is not None and s.shape[:1] != x.shape[:1]:
+            raise _shape_error("fusion apply: s", f"[I, S] with I = {x.shape[0]}", s.shape)
+        return jax.vmap(apply_one, in_axes=(None, 0, 0))(params, x, s)
+
+    return Fusion(init, apply, apply_one)

@@ -5,9 +5,13 @@ Item representation e_i = fuse(x_i; W_i(s_i)) ++ item-id embedding, with s_i = m
 two GraphSAGE mean layers over the bipartite train graph (spec section 2.2 item 5):
 X = [users; items] -> sage -> leaky_relu -> dropout(0.5) -> sage -> dropout(0.2).
 
-`MODELS` is the one explicit name -> factory dict the trainer uses; every factory takes keyword
-arguments `n_users, n_items, feature_dim, modality_slices` plus its own.
+`MODELS` is the one explicit name -> `ModelSpec` dict the trainer uses: every factory takes the
+keyword arguments `n_users, n_items, feature_dim, modality_slices` (from the data) plus its own
+`options` (from the config). The MetaMMF family reads its options from `config.model.*`, each
+baseline from its own sub-ConfigDict `config.model.<name>`, whose keys are exactly its options.
 """
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -16,9 +20,25 @@ from metafusion_jax.metammf import graph as graph_lib
 from metafusion_jax.metammf import layers
 from metafusion_jax.metammf.layers import Recommender
 
-__all__ = ["MODELS", "Recommender", "dropout", "make_metammf", "make_static_mlp"]
+__all__ = ["MODELS", "ModelSpec", "Recommender", "dropout", "make_metammf", "make_static_mlp"]
 
 BACKBONES = ("mf", "gcn")
+
+
+class ModelSpec(NamedTuple):
+    """How the trainer builds one model of `MODELS` from `config.model`.
+
+    Attributes:
+        factory: (*, n_users, n_items, feature_dim, modality_slices, **options) -> Recommender.
+        options: the factory's own keyword arguments, each settable from the config (a test
+            checks they are exactly the factory's keyword arguments and defaults).
+        config_group: where the options live: "" = `config.model` itself (the MetaMMF family's
+            shared fields), else the sub-ConfigDict `config.model.<config_group>`.
+    """
+
+    factory: Callable
+    options: tuple
+    config_group: str = ""
 
 
 def dropout(key, x, rate):
@@ -66,7 +86,8 @@ def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion=
     _check_common(n_users, n_items, feature_dim)
     if fusion not in layers.FUSION_KINDS:
         raise ValueError(
-            f"fusion must be one of {sorted(layers.FUSION_KINDS)}, got {fusion!r}.")
+            f"fusion must be one of {sorted(layers.FUSION_KINDS)}, got {fusion!r}. "
+            "Set config.model.fusion to a listed kind.")
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
     fusion_dims = tuple(int(d) for d in fusion_dims)
@@ -78,13 +99,13 @@ def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion=
             f"{fusion_dims[-1] + id_dim} so users and items share one space, got {user_dim}. "
             "Change user_dim, id_dim or the last fusion width.")
     meta_hidden = int(meta_hidden or feature_dim)
-    dims = (int(feature_dim),) + fusion_dims
+    fuser = layers.make_fusion(fusion, (int(feature_dim),) + fusion_dims, s_dim, rank)
     drop1, drop2 = (float(r) for r in gcn_dropout)
 
     def init(key):
         k_meta, k_fus, k_item, k_user, k_gcn = jax.random.split(key, 5)
         params = {
-            "fusion": layers.fusion_init(k_fus, fusion, dims, s_dim, rank),
+            "fusion": fuser.init(k_fus),
             "item_id": layers.dense_init(k_item, n_items, id_dim),
             "user": layers.dense_init(k_user, n_users, user_dim),
         }
@@ -98,7 +119,7 @@ def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion=
 
     def item_rep(params, feat):
         s = None if fusion == "static" else layers.meta_info(params["meta"], feat)
-        fused = layers.fuse(fusion, params["fusion"], feat, s)
+        fused = fuser.apply(params["fusion"], feat, s)
         return jnp.concatenate([fused, params["item_id"]], axis=1)
 
     def embed(params, inputs, key, train):
@@ -119,24 +140,30 @@ def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion=
     return Recommender(init, embed)
 
 
-def make_static_mlp(*, n_users, n_items, feature_dim, modality_slices=None, **kwargs):
+def make_static_mlp(*, n_users, n_items, feature_dim, modality_slices=None, fusion_dims=(80, 32),
+                    id_dim=32, user_dim=64, backbone="gcn", gcn_dropout=(0.5, 0.2)):
     """Static-fusion ablation: MetaMMF with W_i = M for every item (spec section 5).
 
     A bias-free MLP over the concatenated features (no meta extractor, no T), ++ item-id
-    embedding, on the MF or GCN backbone. Takes make_metammf's other keyword arguments.
+    embedding, on the MF or GCN backbone: exactly `make_metammf(fusion="static", ...)`, same
+    params and values. Arguments as make_metammf's.
     """
-    if kwargs.get("fusion", "static") != "static":
-        raise ValueError(f"static_mlp fixes fusion='static', got fusion={kwargs['fusion']!r}.")
-    kwargs["fusion"] = "static"
     return make_metammf(n_users=n_users, n_items=n_items, feature_dim=feature_dim,
-                        modality_slices=modality_slices, **kwargs)
+                        modality_slices=modality_slices, fusion="static",
+                        fusion_dims=fusion_dims, id_dim=id_dim, user_dim=user_dim,
+                        backbone=backbone, gcn_dropout=gcn_dropout)
 
+
+METAMMF_OPTIONS = ("fusion", "backbone", "meta_hidden", "s_dim", "fusion_dims", "rank", "id_dim",
+                   "user_dim", "gcn_dropout")
 
 MODELS = {
-    "metammf": make_metammf,
-    "static_mlp": make_static_mlp,
-    "vbpr": baselines.make_vbpr,
-    "lightgcn": baselines.make_lightgcn,
-    "mmgcn": baselines.make_mmgcn,
-    "lattice": baselines.make_lattice,
+    "metammf": ModelSpec(make_metammf, METAMMF_OPTIONS),
+    "static_mlp": ModelSpec(make_static_mlp,
+                            ("backbone", "fusion_dims", "id_dim", "user_dim", "gcn_dropout")),
+    "vbpr": ModelSpec(baselines.make_vbpr, ("id_dim", "content_dim"), "vbpr"),
+    "lightgcn": ModelSpec(baselines.make_lightgcn, ("dim", "n_layers"), "lightgcn"),
+    "mmgcn": ModelSpec(baselines.make_mmgcn, ("dim", "n_layers"), "mmgcn"),
+    "lattice": ModelSpec(baselines.make_lattice, ("dim", "n_layers", "n_item_layers", "knn_k"),
+                         "lattice"),
 }

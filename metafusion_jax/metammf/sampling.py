@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metafusion_jax.data.rec import interactions
+
 
 class BPRBatches(NamedTuple):
     """One epoch of fixed-shape BPR batches (numpy; the trainer moves them to device).
@@ -67,22 +69,10 @@ def _numpy_rng(key):
 
 
 def _build_index(train_pairs, n_users, n_items, min_free):
-    pairs = np.asarray(train_pairs)
-    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.shape[0] == 0:
-        raise ValueError(
-            f"train_pairs must have shape [E, 2] with E >= 1, got shape {pairs.shape}. "
-            "Pass 0-based (user, item) train rows.")
-    if not np.issubdtype(pairs.dtype, np.integer):
-        raise ValueError(f"train_pairs must have an integer dtype, got {pairs.dtype}.")
-    pairs = pairs.astype(np.int64)
-    for col, label, limit in ((0, "user", n_users), (1, "item", n_items)):
-        lo, hi = pairs[:, col].min(), pairs[:, col].max()
-        if lo < 0 or hi >= limit:
-            raise ValueError(
-                f"train_pairs: {label} ids must lie in [0, n_{label}s={limit}), got range "
-                f"[{lo}, {hi}]. Use 0-based ids or fix n_{label}s.")
+    pairs = interactions.check_pairs(train_pairs, name="train_pairs", n_users=n_users,
+                                     n_items=n_items)
     # Duplicate pairs would break the rank arithmetic; a pair is one positive however often seen.
-    codes = np.unique(pairs[:, 0] * n_items + pairs[:, 1])
+    codes = np.unique(interactions.pair_codes(pairs, n_items))
     users, items = codes // n_items, codes % n_items
     counts = np.bincount(users, minlength=n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

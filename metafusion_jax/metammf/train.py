@@ -1,15 +1,17 @@
 """MetaMMF training loop: BPR training, validation model selection, resumable orbax checkpoints.
 
-`train_and_evaluate(config, workdir)` is the one entry point (big_vision / flax examples style):
-it reads a `ml_collections.ConfigDict` (see `configs/metammf.py`), trains any recommender of
-`metammf.models.MODELS`, evaluates validation Recall@20 every `config.eval_every` epochs with early
+`train_and_evaluate(config, workdir, data=None)` is the one entry point (big_vision / flax
+examples style): it reads a `ml_collections.ConfigDict` (see `configs/metammf.py`), trains any
+recommender of `metammf.models.MODELS` on config.data's dataset (or on `data`, your own
+`InteractionData`), evaluates validation Recall@20 every `config.eval_every` epochs with early
 stopping, restores the best checkpoint, evaluates test once and writes `workdir/results.json`.
+Config validation and building the data, model and inputs live in `metammf/inputs.py`.
 
 A killed run resumes from `workdir/checkpoints/latest` and ends with the same metrics as an
 uninterrupted one: negatives come from `fold_in(sample_key, epoch)` and dropout from
-`fold_in(dropout_key, step)`, so no key is ever checkpointed.
+`fold_in(dropout_key, step)`, so no key is ever checkpointed. The saved config carries a
+fingerprint of the data, so a workdir of a run on other data is refused.
 """
-import inspect
 import json
 import os
 import time
@@ -17,153 +19,54 @@ import time
 from absl import logging
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from metafusion_jax.data.rec import mmgcn
-from metafusion_jax.data.rec import mmrec
-from metafusion_jax.data.rec import movielens
-from metafusion_jax.metammf import sampling
-from metafusion_jax.data.rec import synthetic as synthetic_rec
-from metafusion_jax.metammf import baselines
-from metafusion_jax.metammf import features as features_lib
-from metafusion_jax.metammf import graph as graph_lib
+from metafusion_jax.data.rec import interactions
 from metafusion_jax.metammf import losses
-from metafusion_jax.metammf import models
+from metafusion_jax.metammf import sampling
+from metafusion_jax.metammf.inputs import LOADER_FIELDS, LOADERS, build  # noqa: F401
+from metafusion_jax.metammf.inputs import validate_config
 from metafusion_jax.metrics import ranking
 from metafusion_jax.training import artifacts, checkpoints, writers
 
 # Fields that may change between a killed run and its resumption; anything else must match.
 RUN_LENGTH_FIELDS = ("num_epochs", "max_epochs_this_run", "progress")
 SELECTION_METRIC = "recall@20"
+FINGERPRINT_FIELD = "data.fingerprint"
 
 
-def _load_ml100k(data_cfg):
-    return movielens.load_ml100k(directory=data_cfg.dir or None, seed=data_cfg.seed)
-
-
-def _load_synthetic(data_cfg):
-    data, _ = synthetic_rec.make_synthetic_microvideo(
-        n_users=data_cfg.n_users, n_items=data_cfg.n_items,
-        n_interactions=data_cfg.n_interactions,
-        modality_dims=dict(data_cfg.modality_dims) or None, seed=data_cfg.seed)
-    return data
-
-
-def _load_mmgcn(data_cfg):
-    return mmgcn.load_mmgcn(data_cfg.dir, name=data_cfg.name or None)
-
-
-def _load_mmrec(data_cfg):
-    return mmrec.load_mmrec(data_cfg.dir, data_cfg.name)
-
-
-# The one place a config string picks a data loader.
-LOADERS = {
-    "ml100k": _load_ml100k,
-    "synthetic": _load_synthetic,
-    "mmgcn": _load_mmgcn,
-    "mmrec": _load_mmrec,
-}
-
-
-def _require(ok, field, expected, actual):
-    if not ok:
-        raise ValueError(
-            f"config.{field} must be {expected}, got {actual!r}. Fix it in configs/metammf.py "
-            f"or override it with --config.{field}=...")
-
-
-def validate_config(config):
-    """Checks the fields the loop reads; raises ValueError naming the first bad one."""
-    _require(config.data.source in LOADERS, "data.source", f"one of {sorted(LOADERS)}",
-             config.data.source)
-    _require(config.model.name in models.MODELS, "model.name",
-             f"one of {sorted(models.MODELS)}", config.model.name)
-    for field in ("num_epochs", "eval_every", "patience", "batch_size", "num_negatives"):
-        value = config[field]
-        _require(isinstance(value, int) and value >= 1, field, "an int >= 1", value)
-    _require(isinstance(config.max_epochs_this_run, int) and config.max_epochs_this_run >= 0,
-             "max_epochs_this_run", "an int >= 0 (0: no limit)", config.max_epochs_this_run)
-    _require(config.learning_rate > 0, "learning_rate", "> 0", config.learning_rate)
-    _require(config.weight_decay >= 0, "weight_decay", ">= 0", config.weight_decay)
-    _require(config.negatives in ("resample", "static"), "negatives",
-             "'resample' or 'static'", config.negatives)
-    if config.data_parallel:
-        n_dev = jax.device_count()
-        _require(config.batch_size % n_dev == 0, "batch_size",
-                 f"a multiple of the {n_dev} devices when data_parallel is on", config.batch_size)
-
-
-def _canonical(config):
-    """The config as flat JSON data: {"model.name": ..., "learning_rate": ...}."""
+def _canonical(config, data, own_data):
+    """The config as flat JSON data ({"model.name": ..., "learning_rate": ...}) plus the data's
+    fingerprint under "data.fingerprint"; with own_data, without the unused loader fields."""
     flat = {}
 
     def visit(prefix, node):
         for key, value in node.items():
-            if isinstance(value, dict) and key not in ("pca_dims", "modality_dims"):
+            if isinstance(value, dict):
                 visit(f"{prefix}{key}.", value)
             else:
                 flat[prefix + key] = value
 
     visit("", config.to_dict())
+    if own_data:
+        flat = {k: v for k, v in flat.items() if k not in {f"data.{f}" for f in LOADER_FIELDS}}
+    flat[FINGERPRINT_FIELD] = interactions.fingerprint(data)
     return json.loads(json.dumps(flat, default=str))
 
 
 def _check_resumable(saved, current):
-    """Raises ValueError if the saved run's config differs from `current` beyond run length."""
+    """Raises ValueError if the saved run's config or data differ from `current`."""
     diff = sorted(k for k in set(saved) | set(current)
                   if k not in RUN_LENGTH_FIELDS and saved.get(k) != current.get(k))
     if diff:
         details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in diff)
+        what = "a run on different data" if FINGERPRINT_FIELD in diff else "a different run"
         raise ValueError(
-            f"the workdir holds a checkpoint of a different run ({details}). Only "
+            f"the workdir holds a checkpoint of {what} ({details}). Only "
             f"{RUN_LENGTH_FIELDS} may change on resume: use a fresh --workdir, or restore the "
-            "saved config (results would not be comparable otherwise).")
-
-
-def _model_kwargs(factory, model_cfg):
-    """The config.model fields the chosen factory accepts (baselines ignore MetaMMF's knobs)."""
-    accepted = inspect.signature(factory).parameters
-    # static_mlp fixes fusion="static" itself and rejects any other value.
-    dropped = ("name", "fusion") if model_cfg.name == "static_mlp" else ("name",)
-    kwargs = {k: v for k, v in model_cfg.to_dict().items() if k not in dropped}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
-        return kwargs
-    ignored = sorted(k for k in kwargs if k not in accepted)
-    if ignored:
-        logging.info("model %s ignores config.model fields %s", model_cfg.name, ignored)
-    return {k: v for k, v in kwargs.items() if k in accepted}
-
-
-# Models whose embed wants arrays beyond "features" and "graph" (precomputed once, on the host).
-EXTRA_INPUTS = {
-    "lattice": lambda feat, modality_slices: baselines.lattice_knn(feat, modality_slices),
-}
-
-
-def build(config):
-    """Loads data, prepares features and builds the recommender and its jit inputs.
-
-    Returns:
-      (data: InteractionData, model: Recommender, inputs: dict of arrays).
-    """
-    data = LOADERS[config.data.source](config.data)
-    pca_dims = dict(config.data.pca_dims) or None
-    feat, modality_slices = features_lib.prepare_item_features(data.features, pca_dims)
-    factory = models.MODELS[config.model.name]
-    model = factory(n_users=data.n_users, n_items=data.n_items, feature_dim=int(feat.shape[1]),
-                    modality_slices=modality_slices, **_model_kwargs(factory, config.model))
-    inputs = {
-        "features": feat,
-        "graph": graph_lib.make_bipartite_graph(data.train, data.n_users, data.n_items),
-    }
-    if config.model.name in EXTRA_INPUTS:
-        inputs.update(EXTRA_INPUTS[config.model.name](feat, modality_slices))
-    return data, model, jax.tree.map(jnp.asarray, inputs)
+            "saved config and data (results would not be comparable otherwise).")
 
 
 def make_optimizer(learning_rate, weight_decay):
@@ -207,23 +110,35 @@ def _evaluate(embed_eval, params, inputs, data, eval_pairs, exclude_pairs, chunk
     return {k: float(v) for k, v in metrics.items()}
 
 
-def train_and_evaluate(config, workdir):
-    """Trains config.model on config.data; returns the results dict written to results.json.
+def train_and_evaluate(config, workdir, data=None):
+    """Trains config.model on config.data (or `data`); returns the results dict of results.json.
 
     If `config.max_epochs_this_run` stops the run before it is finished, nothing is written to
     results.json and `{"status": "paused", "epoch": ...}` is returned; calling again with the same
-    workdir resumes.
+    workdir (and the same data) resumes.
+
+    Args:
+      config: a ConfigDict of `configs/metammf.py`.
+      workdir: run directory (checkpoints, logs, results.json).
+      data: optional `InteractionData` (e.g. `InteractionData.from_pairs(...)` or any loader's
+        output) to train on. Then the config.data fields of `inputs.LOADER_FIELDS` (source,
+        dir, name, seed, the synthetic sizes, feature_files) are not used, nor compared on
+        resume (the data's fingerprint is); config.data.pca_dims still applies. It is validated again
+        (`validate_interactions`, source "train_and_evaluate(data=...)").
 
     Raises:
-      ValueError: on a bad config field or a workdir holding a different run.
+      ValueError: on a bad config field, bad data, a config that contradicts the data (e.g.
+        pca_dims of a modality the data lacks) -- all before anything is trained or written --
+        or a workdir holding a different run or a run on different data.
       FloatingPointError: on a non-finite epoch loss (nothing saved for that epoch).
     """
     validate_config(config)
     t_start = time.perf_counter()
-    os.makedirs(workdir, exist_ok=True)
 
     # ---------------------------------------------------------------- data, model, optimiser
-    data, model, inputs = build(config)
+    own_data = data is not None
+    data, model, inputs = build(config, data)
+    os.makedirs(workdir, exist_ok=True)
     tx = make_optimizer(config.learning_rate, config.weight_decay)
     init_key, sample_key, dropout_key, static_key = jax.random.split(
         jax.random.key(config.seed), 4)
@@ -250,7 +165,8 @@ def train_and_evaluate(config, workdir):
     writer = writers.MetricWriter(workdir)
     meta = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": 0, "best_metrics": {},
             "bad_evals": 0, "stopped": False, "train_s": 0.0, "eval_s": 0.0, "compile_s": 0.0,
-            "steps_timed": 0, "epochs_timed": 0, "wall_s": 0.0, "config": _canonical(config)}
+            "steps_timed": 0, "epochs_timed": 0, "wall_s": 0.0,
+            "config": _canonical(config, data, own_data)}
     saved_step = ckpts.latest.latest_step()
     if saved_step is not None:  # compare configs before orbax compares array trees
         saved = ckpts.latest.restore(

@@ -34,6 +34,8 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from metafusion_jax.data.rec import interactions
+
 _METRICS = ("precision", "recall", "ndcg", "map")
 _PAD_MULTIPLE = 1024  # Padded pair counts are rounded up so similar inputs reuse one compile.
 
@@ -53,21 +55,9 @@ def _check_embedding(x, name):
 
 
 def _check_pairs(pairs, name, n_users, n_items):
-    pairs = np.asarray(pairs)
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(
-            f"{name} must have shape [E, 2] (user, item), got shape {pairs.shape}. "
-            "Pass 0-based (user, item) rows.")
-    if pairs.shape[0] and not np.issubdtype(pairs.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype, got {pairs.dtype}.")
-    pairs = pairs.astype(np.int64)
-    for col, label, limit in ((0, "user", n_users), (1, "item", n_items)):
-        if pairs.shape[0] and (pairs[:, col].min() < 0 or pairs[:, col].max() >= limit):
-            raise ValueError(
-                f"{name}: {label} ids must lie in [0, {limit}) (the {label} embedding rows), got "
-                f"range [{pairs[:, col].min()}, {pairs[:, col].max()}]. Use 0-based ids that "
-                "match the embeddings.")
-    return pairs
+    return interactions.check_pairs(
+        pairs, name=name, n_users=n_users, n_items=n_items, allow_empty=True,
+        hint="Ids index the embedding rows: use 0-based ids that match user_emb / item_emb.")
 
 
 def _check_ks(ks, n_items):
@@ -180,7 +170,7 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
     if exclude_pairs is not None:
         mask_pairs = np.concatenate(
             [train_pairs, _check_pairs(exclude_pairs, "exclude_pairs", n_users, n_items)])
-    codes = np.unique(eval_pairs[:, 0] * n_items + eval_pairs[:, 1])
+    codes = np.unique(interactions.pair_codes(eval_pairs, n_items))
     eval_pairs = np.stack([codes // n_items, codes % n_items], axis=1)
 
     chunk = min(int(chunk_size), n_users)
