@@ -6,6 +6,7 @@ import optax
 import pytest
 
 from metafusion_jax.metafusion import ensembles as E
+from metafusion_jax.metafusion.mutual import task_loss
 
 
 def _col(values):
@@ -94,8 +95,8 @@ def test_averages_against_numpy():
     np.testing.assert_array_equal(E.best_single(preds, losses), preds[3])
     sub = E.inverse_loss_weights(losses, subset=[0, 2])
     np.testing.assert_allclose(sub, [2 / 3, 0, 1 / 3, 0], rtol=1e-6)
-    assert float(E.task_loss(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0]), "regression")) == 2.5
-    ce = E.task_loss(jnp.array([[0.0, np.log(3.0)]]), jnp.array([1]), "classification")
+    assert float(task_loss(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0]), None, "regression")) == 2.5
+    ce = task_loss(jnp.array([[0.0, np.log(3.0)]]), jnp.array([1]), None, "classification")
     assert float(ce) == pytest.approx(-np.log(0.75), rel=1e-6)
 
 
@@ -143,9 +144,10 @@ def test_stacking_learns_and_keeps_best_epoch():
     res = E.fit_stacking(jax.random.key(0), preds[:, :192], y[:192], preds[:, 192:], y[192:],
                          task="regression", epochs=8)
     assert float(res.best_val) == pytest.approx(float(jnp.min(res.val_curve)))
-    val_loss = E.task_loss(E.stacking_predict(res.best_params, preds[:, 192:]), y[192:], "regression")
+    val_loss = task_loss(E.stacking_predict(res.best_params, preds[:, 192:]), y[192:], None,
+                         "regression")
     assert float(val_loss) == pytest.approx(float(res.best_val), rel=1e-5)
-    simple = E.task_loss(E.simple_average(preds[:, 192:]), y[192:], "regression")
+    simple = task_loss(E.simple_average(preds[:, 192:]), y[192:], None, "regression")
     assert float(res.best_val) < float(simple)
 
 
@@ -156,3 +158,19 @@ def test_bad_inputs():
         E.greedy_selection(np.zeros((3, 4, 1)), np.zeros(4), np.ones(2), task="regression")
     with pytest.raises(ValueError, match="task must be"):
         E.greedy_selection(np.zeros((3, 4, 1)), np.zeros(4), np.ones(3), task="ranking")
+    with pytest.raises(ValueError, match="task must be"):
+        E.make_stacking_fit(task="ranking", n_train=4, epochs=1)
+    with pytest.raises(ValueError, match="task must be"):
+        E.fit_stacking(jax.random.key(0), np.zeros((2, 4, 1)), np.zeros(4), np.zeros((2, 4, 1)),
+                       np.zeros(4), task="ranking", epochs=1)
+
+
+def test_stacking_init_is_the_cohort_pytorch_init():
+    # One PyTorch Linear init in the package: U(-1, 1) * 1/sqrt(fan_in) (cohort.torch_linear_init).
+    from metafusion_jax.metafusion.cohort import torch_linear_init
+    k1, k2 = jax.random.split(jax.random.key(5))
+    params = E.stacking_init(jax.random.key(5), 4, 3)
+    want = [torch_linear_init(k1, 12, (12, 12), (12,)), torch_linear_init(k2, 12, (12, 3), (3,))]
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
+    assert float(jnp.max(jnp.abs(params[0]["w"]))) <= 1 / np.sqrt(12)

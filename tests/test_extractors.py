@@ -150,3 +150,21 @@ def test_identity_extractor_rejects_latent_dims():
     params = model.init(jax.random.key(0))
     xs = (jnp.ones((2, 3)), jnp.ones((2, 4)))
     assert model.apply(params, xs).shape == (3, 2, 1)
+
+
+def test_pca_extractor_rejects_raw_arrays_where_scores_are_expected():
+    # Modality 0: full (6) and latents (2) -> layout width 6 + 2 = 8; modality 1: latent 3 only.
+    spec = cohort.make_cohort_spec([[0, 2, 6], [0, 3]], [6, 4])
+    assert extractors.pca_layout_widths(spec) == ((6, 2), (0, 3))
+    model = cohort.make_cohort(spec, extractors.make_pca_extractor(spec), hidden=(4,), out_dim=1)
+    params = model.init(jax.random.key(0))
+    raw = (jnp.zeros((5, 6)), jnp.zeros((5, 4)))
+    with pytest.raises(ValueError, match=r"xs\[0\] has width 6, expected 8 = \[raw x_0 \(6 columns\) "
+                       r"\| top-2 PCA scores\].*pca_inputs"):
+        model.apply(params, raw)
+    with pytest.raises(ValueError, match=r"xs\[1\] has width 4, expected 3"):
+        jax.jit(model.apply)(params, (jnp.zeros((5, 8)), jnp.zeros((5, 4))))
+    with pytest.raises(ValueError, match="got 1 modalities"):
+        model.apply(params, (jnp.zeros((5, 8)),))
+    good = extractors.pca_inputs([RNG.normal(size=(5, 6)), RNG.normal(size=(5, 4))], np.arange(5), spec)
+    assert model.apply(params, tuple(map(jnp.asarray, good))).shape == (spec.num_members, 5, 1)

@@ -4,7 +4,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from metafusion_jax.data.multiview.mfeat import MFEAT_VIEWS, load_mfeat, validate_views
+from metafusion_jax.data.multiview.container import validate_views
+from metafusion_jax.data.multiview.mfeat import MFEAT_VIEWS, load_mfeat
 
 
 def _write_view(path, feats, labels):

@@ -163,3 +163,24 @@ def test_one_compile_serves_all_rho_and_weights():
 def test_bad_task():
     with pytest.raises(ValueError, match="task"):
         mutual.make_cohort_step(lambda p, x: x, task="ranking")
+    # Library functions given an unknown task raise (they used to fall through to CE).
+    f, y, mask = jnp.zeros((3, 2)), jnp.zeros(3, jnp.int32), jnp.ones(3)
+    for fn in (lambda: mutual.task_loss(f, y, mask, "ranking"),
+               lambda: mutual.task_loss(f, y, None, "Regression"),
+               lambda: mutual.divergence_matrix(f[None], mask, "ranking"),
+               lambda: mutual.joint_loss(f[None], y, mask, 0.0, jnp.ones(1), "ranking")):
+        with pytest.raises(ValueError, match="task must be one of"):
+            fn()
+
+
+def test_task_loss_without_mask_is_the_plain_mean():
+    rng = np.random.default_rng(4)
+    f = jnp.asarray(rng.normal(size=(7, 3)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, 3, 7))
+    ones = jnp.ones(7)
+    for task, yy in (("classification", y), ("regression", f[:, 0] * 2)):
+        a = mutual.task_loss(f, yy, None, task)
+        np.testing.assert_allclose(a, mutual.task_loss(f, yy, ones, task), rtol=1e-6)
+    logp = np.asarray(jax.nn.log_softmax(f))
+    np.testing.assert_allclose(mutual.task_loss(f, y, None, "classification"),
+                               -logp[np.arange(7), np.asarray(y)].mean(), rtol=1e-6)

@@ -76,3 +76,11 @@ def test_uniform_and_errors():
         weights.clustering_weights([1.0, np.nan, 2.0], seed=0)
     with pytest.raises(ValueError, match="optimal_k"):
         weights.clustering_weights(LOSSES, seed=0, optimal_k=9)
+
+
+def test_adversarial_weights_is_clustering_on_the_worst_cluster():
+    losses = np.array([1.0, 1.1, 5.0, 5.2, 9.0, 9.1])
+    a = weights.adversarial_weights(losses, seed=0)
+    b = weights.clustering_weights(losses, seed=0, adversarial=True)
+    np.testing.assert_array_equal(a.w, b.w)
+    assert a.cluster_idxs.tolist() == [4, 5]

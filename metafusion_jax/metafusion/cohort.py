@@ -137,7 +137,11 @@ def pad_to(x: jnp.ndarray, width: int) -> jnp.ndarray:
 
 
 def torch_linear_init(key, fan_in_, shape_w, shape_b):
-    """PyTorch nn.Linear default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """PyTorch nn.Linear default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    The package's one Linear init (cohort heads, encoders, the stacking meta-learner), drawn as
+    U(-1, 1) * bound; fan_in_ may be traced (the first head layer uses the member's true fan-in).
+    """
     kw, kb = jax.random.split(key)
     bound = 1.0 / jnp.sqrt(jnp.asarray(fan_in_, jnp.float32))
     w = jax.random.uniform(kw, shape_w, jnp.float32, -1.0, 1.0) * bound

@@ -18,22 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-TASKS = ("regression", "classification")
+from metafusion_jax.metafusion.cohort import torch_linear_init
+from metafusion_jax.metafusion.mutual import check_task, task_loss
 
 
 def _check(preds, task):
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    check_task(task)
     if np.ndim(preds) != 3:
         raise ValueError(f"member predictions must be [M, N, C], got shape {np.shape(preds)}.")
-
-
-def task_loss(pred, y, task):
-    """Task loss of one prediction [N, C]: MSE (mean over N and C) or mean cross-entropy."""
-    if task == "regression":
-        return jnp.mean((pred - jnp.reshape(y, (pred.shape[0], -1))) ** 2)
-    logp = jax.nn.log_softmax(pred, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, jnp.asarray(y, jnp.int32)[:, None], axis=-1))
 
 
 def inverse_loss_weights(val_losses, subset=None):
@@ -98,7 +90,9 @@ def greedy_selection(val_preds, y_val, val_losses, *, task, init_size=3, max_siz
 
     y = np.asarray(y_val)
 
-    def ens_loss(idx):  # float64 numpy: a host loop of O(M^2) small evaluations.
+    # `mutual.task_loss` in float64 numpy: a host loop of O(M^2) small evaluations, kept in
+    # float64 so near-ties between candidates compare exactly as before.
+    def ens_loss(idx):
         w = (1.0 / losses[idx]) / np.sum(1.0 / losses[idx])
         avg = np.einsum("m,mnc->nc", w, preds[idx])
         if task == "regression":
@@ -149,19 +143,12 @@ def _stack_inputs(preds):
     return jnp.transpose(preds, (1, 0, 2)).reshape(n, m * c)
 
 
-def _torch_linear(key, fan_in, fan_out):
-    """PyTorch nn.Linear default init: weight and bias ~ U(+-1/sqrt(fan_in))."""
-    kw, kb = jax.random.split(key)
-    bound = 1.0 / np.sqrt(fan_in)
-    return {"w": jax.random.uniform(kw, (fan_in, fan_out), jnp.float32, -bound, bound),
-            "b": jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound)}
-
-
 def stacking_init(key, num_members, out_dim):
-    """Meta-learner params: MLP(M*C -> M*C -> C), PyTorch-default init."""
+    """Meta-learner params: MLP(M*C -> M*C -> C), PyTorch-default init (`cohort.torch_linear_init`)."""
     width = num_members * out_dim
     k1, k2 = jax.random.split(key)
-    return [_torch_linear(k1, width, width), _torch_linear(k2, width, out_dim)]
+    return [torch_linear_init(k1, width, (width, width), (width,)),
+            torch_linear_init(k2, width, (width, out_dim), (out_dim,))]
 
 
 def _meta_apply(params, x):
@@ -190,19 +177,12 @@ def make_stacking_fit(*, task, n_train, epochs, batch_size=64, learning_rate=0.1
     A partial last batch is masked so it averages over its valid rows (PyTorch's
     smaller last batch). Returns `StackingResult`.
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    check_task(task)
     tx = optax.adam(learning_rate)
     nb = -(-n_train // batch_size)
 
     def batch_loss(params, xb, yb, mask):
-        out = _meta_apply(params, xb)
-        if task == "regression":
-            rows = jnp.mean((out - yb.reshape(out.shape[0], -1)) ** 2, axis=-1)
-        else:
-            logp = jax.nn.log_softmax(out, axis=-1)
-            rows = -jnp.take_along_axis(logp, yb.astype(jnp.int32)[:, None], axis=-1)[:, 0]
-        return jnp.sum(rows * mask) / jnp.sum(mask)
+        return task_loss(_meta_apply(params, xb), yb, mask, task)
 
     def fit(params, train_preds, y_train, val_preds, y_val, key):
         x = _stack_inputs(jax.lax.stop_gradient(jnp.asarray(train_preds, jnp.float32)))
@@ -221,7 +201,7 @@ def make_stacking_fit(*, task, n_train, epochs, batch_size=64, learning_rate=0.1
             perm = jnp.pad(perm, (0, nb * batch_size - n_train)).reshape(nb, batch_size)
             mask = (jnp.arange(nb * batch_size) < n_train).astype(jnp.float32).reshape(nb, batch_size)
             (p, o), _ = jax.lax.scan(step, (p, o), (perm, mask))
-            val = task_loss(_meta_apply(p, x_val), y_val, task)
+            val = task_loss(_meta_apply(p, x_val), y_val, None, task)
             better = val < best_v
             best_p = jax.tree.map(lambda a, b: jnp.where(better, a, b), p, best_p)
             return (p, o, best_p, jnp.where(better, val, best_v)), val

@@ -9,7 +9,9 @@ block_m = full_{c,m} * pad(raw x_m) + latent_{c,m} * pad(z_{c,m}), z the extract
   [raw x_m (only if some member uses m in full) | z_m (top D_m principal scores)].
   B10: the reference fits one sklearn PCA per d on train+val (randomized SVD for large p, so
   components are not exactly nested); we fit ONE exact SVD per modality on the given rows
-  (train+val, as the reference) and keep the top-d columns.
+  (train+val, as the reference) and keep the top-d columns. The extractor checks that layout
+  (`check_pca_layout`): raw arrays where [raw | scores] is expected raise a ValueError instead
+  of silently turning every latent block into zeros.
 * separate: a trainable MLP p_m -> mod_hiddens[m] -> D_m per member (stacked, leaves [M, ...]);
   output columns beyond d_{c,m} start at zero and stay masked. Members sharing (m, d) start from
   the same init, as the reference's deep copies.
@@ -29,6 +31,7 @@ from metafusion_jax.data.pca import fit_pca  # noqa: F401  (re-exported for call
 
 from metafusion_jax.metafusion import cohort as cohort_lib
 from metafusion_jax.metafusion.cohort import CohortSpec, FULL, LATENT
+from metafusion_jax.metafusion.mutual import check_task, task_loss
 
 
 class Extractor(NamedTuple):
@@ -108,16 +111,39 @@ def pca_inputs(xs: Sequence[np.ndarray], fit_rows: np.ndarray, spec: CohortSpec)
     return tuple(out)
 
 
+def pca_layout_widths(spec: CohortSpec) -> tuple:
+    """K (raw width, score width) pairs of the `pca_inputs` layout [raw x_m | top-D_m scores]."""
+    return tuple((spec.modality_dims[m] if _uses(spec, m, FULL) else 0,
+                  max(_latent_dims(spec, m), default=0)) for m in range(spec.num_modalities))
+
+
+def check_pca_layout(spec: CohortSpec, xs: Sequence) -> None:
+    """Raises ValueError unless xs (K arrays [N, P'_m]) has the widths of `pca_inputs`."""
+    layout = pca_layout_widths(spec)
+    if len(xs) != len(layout):
+        raise ValueError(f"the PCA extractor got {len(xs)} modalities, the cohort has "
+                         f"{len(layout)}.")
+    for m, (x, (raw_w, lat_w)) in enumerate(zip(xs, layout)):
+        if x.shape[-1] != raw_w + lat_w:
+            raise ValueError(
+                f"PCA extractor: xs[{m}] has width {x.shape[-1]}, expected {raw_w + lat_w} = "
+                f"[raw x_{m} ({raw_w} columns) | top-{lat_w} PCA scores]; raw arrays [N, p_m] "
+                "are not its input: lay them out with extractors.pca_inputs(xs, fit_rows, spec).")
+
+
 def make_pca_extractor(spec: CohortSpec) -> Extractor:
-    """Static PCA extractor over the layout of `pca_inputs` (no trainable params)."""
+    """Static PCA extractor over the layout of `pca_inputs` (no trainable params).
+
+    Its `blocks(enc, c, xs)` raises ValueError (at trace time) when xs[m] does not have the
+    `pca_inputs` width raw_m + D_m (e.g. raw arrays [B, p_m] where scores are expected).
+    """
+    layout = pca_layout_widths(spec)
+
     def blocks(enc, c, xs):
-        raws, lats = [], []
-        for m, x in enumerate(xs):
-            p_m = spec.modality_dims[m]
-            raw_w = p_m if _uses(spec, m, FULL) else 0
-            raws.append(x[:, :p_m] if raw_w else None)
-            lat = _latent_dims(spec, m)
-            lats.append(x[:, raw_w:raw_w + max(lat)] if lat else None)
+        check_pca_layout(spec, xs)
+        raws = [x[:, :raw_w] if raw_w else None for x, (raw_w, _) in zip(xs, layout)]
+        lats = [x[:, raw_w:raw_w + lat_w] if lat_w else None
+                for x, (raw_w, lat_w) in zip(xs, layout)]
         return _assemble(spec, c, raws, lats)
     return Extractor(lambda key: {}, blocks)
 
@@ -248,30 +274,26 @@ def pretrain_chain(key, x_train, y_train, x_val, y_val, *, hidden: Sequence[int]
     last; PyTorch-style Adam with L2 weight decay added to the gradient; MSE (mean) or CE.
     y is float [N] (regression, C = 1) or int [N] (classification).
     """
-    if task not in ("regression", "classification"):
-        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}.")
+    check_task(task)
     sizes = (x_train.shape[1], *hidden, *sorted(latent_dims, reverse=True), out_dim)
     k_init, k_shuffle = jax.random.split(key)
     params = cohort_lib.init_mlp(k_init, sizes)
     tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
 
-    def loss_fn(p, x, y):
-        f = cohort_lib.mlp_apply(p, x)
-        if task == "regression":
-            return jnp.mean((f - y.reshape(f.shape)) ** 2)
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(f), y[:, None], axis=1))
+    def loss_fn(p, x, y, mask=None):
+        return task_loss(cohort_lib.mlp_apply(p, x), y, mask, task)
 
     @jax.jit
     def epoch(p, opt, k, x, y, xv, yv):
         n = x.shape[0]
         nb = -(-n // batch_size)
         perm = jnp.pad(jax.random.permutation(k, n), (0, nb * batch_size - n))
-        valid = (jnp.arange(nb * batch_size) < n).reshape(nb, batch_size)
+        valid = (jnp.arange(nb * batch_size) < n).astype(jnp.float32).reshape(nb, batch_size)
 
         def step(carry, inp):
             p, opt = carry
             idx, v = inp
-            g = jax.grad(lambda q: _masked_loss(loss_fn, q, x[idx], y[idx], v))(p)
+            g = jax.grad(loss_fn)(p, x[idx], y[idx], v)
             upd, opt = tx.update(g, opt, p)
             return (optax.apply_updates(p, upd), opt), None
 
@@ -287,8 +309,3 @@ def pretrain_chain(key, x_train, y_train, x_val, y_val, *, hidden: Sequence[int]
             best, best_val = params, float(val)
     return best
 
-
-def _masked_loss(loss_fn, p, x, y, valid):
-    """Mean loss over the valid rows of a padded batch (the reference's smaller last batch)."""
-    per_row = jax.vmap(lambda xi, yi: loss_fn(p, xi[None], yi[None]))(x, y)
-    return jnp.sum(per_row * valid) / jnp.sum(valid)

@@ -6,18 +6,13 @@ with its own Adam, all f computed before any update in the batch. Since f_i depe
 theta_i, this is exactly one simultaneous step on L = sum_i L_i with an elementwise Adam over the
 stacked params. rho (scalar) and w [M] are array arguments: one compile serves every value.
 """
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-TASKS = ("regression", "classification")
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+from metafusion_jax.data.multiview.container import TASKS, check_task  # noqa: F401
 
 
 def _masked_mean(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
@@ -25,20 +20,30 @@ def _masked_mean(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
     return jnp.einsum("...b,b->...", values, mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def task_loss(f: jnp.ndarray, y: jnp.ndarray, mask: jnp.ndarray, task: str) -> jnp.ndarray:
-    """Task loss of one member: MSE (mean over batch and outputs) or CE (mean over batch).
+def task_loss(f: jnp.ndarray, y: jnp.ndarray, mask: Optional[jnp.ndarray],
+              task: str) -> jnp.ndarray:
+    """The task loss of the package: MSE (mean over rows and outputs) or CE (mean over rows).
+
+    One prediction, one definition: cohort members (training and validation), the encoder
+    pre-training and the stacking meta-learner all use it.
 
     Args:
       f: [B, C] outputs (logits for classification).
       y: float [B] or [B, C] targets (regression), int [B] labels (classification).
-      mask: float32 [B], 1 on valid rows of a padded batch.
+      mask: float32 [B], 1 on the valid rows of a padded batch; None: every row counts (a plain
+        mean over the B rows).
+      task: "regression" or "classification".
+
+    Raises:
+      ValueError: an unknown task.
     """
+    check_task(task)
     if task == "regression":
         per_row = jnp.mean((f - y.reshape(f.shape[0], -1)) ** 2, axis=-1)
     else:
         logp = jax.nn.log_softmax(f, axis=-1)
         per_row = -jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
-    return _masked_mean(per_row, mask)
+    return jnp.mean(per_row) if mask is None else _masked_mean(per_row, mask)
 
 
 def divergence_matrix(F: jnp.ndarray, mask: jnp.ndarray, task: str) -> jnp.ndarray:
@@ -50,7 +55,12 @@ def divergence_matrix(F: jnp.ndarray, mask: jnp.ndarray, task: str) -> jnp.ndarr
     Args:
       F: [M, B, C] member outputs.
       mask: float32 [B].
+      task: "regression" or "classification".
+
+    Raises:
+      ValueError: an unknown task.
     """
+    check_task(task)
     Fd = jax.lax.stop_gradient(F)
     if task == "regression":
         per_row = jnp.mean((F[:, None] - Fd[None, :]) ** 2, axis=-1)           # [M, M, B]
@@ -127,7 +137,7 @@ def make_cohort_step(apply: Callable, *, task: str, learning_rate: float = 1e-3)
       task: "regression" or "classification".
       learning_rate: Adam lr (reference 1e-3, no weight decay, no schedule).
     """
-    _check_task(task)
+    check_task(task)
 
     def loss(params, xs, y, mask, rho, w):
         return joint_loss(apply(params, xs), y, mask, rho, w, task)

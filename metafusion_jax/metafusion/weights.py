@@ -88,6 +88,14 @@ def clustering_weights(losses, *, seed: int, optimal_k: Optional[int] = None,
     return ClusterWeights(w, idxs, k, labels)
 
 
+def adversarial_weights(losses, *, seed: int, optimal_k: Optional[int] = None) -> ClusterWeights:
+    """Negative learning (spec 2.2): every member learns from the WORST cluster.
+
+    `clustering_weights(losses, seed=seed, optimal_k=optimal_k, adversarial=True)`.
+    """
+    return clustering_weights(losses, seed=seed, optimal_k=optimal_k, adversarial=True)
+
+
 def uniform_weights(num_members: int) -> np.ndarray:
     """float32 [M] of ones (the reference's fallback for any other weight type)."""
     if num_members < 1:

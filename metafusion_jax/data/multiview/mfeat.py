@@ -12,16 +12,14 @@ import os
 from typing import Optional, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-
-from metafusion_jax.data.multiview.container import MultiModalData, Split, validate_views
+from metafusion_jax.data.multiview.container import MultiModalData, Split, split_indices
+from metafusion_jax.data.multiview.container import validate_views
 
 MFEAT_VIEWS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 MFEAT_ROWS = 2000
 MFEAT_CLASSES = 10
-# Stratified split fractions of all rows: 0.6 / 0.2 / 0.2 -> 1200 / 400 / 400.
-MFEAT_VAL_FRACTION = 0.2
-MFEAT_TEST_FRACTION = 0.2
+# Stratified split fractions (train, val, test) of all rows: 1200 / 400 / 400.
+MFEAT_FRACTIONS = (0.6, 0.2, 0.2)
 
 
 def mfeat_directory():
@@ -58,19 +56,6 @@ def read_mfeat_view(path, expected_dim=None):
     return feats, labels
 
 
-def stratified_split(y, *, seed, val_fraction, test_fraction):
-    """Seeded stratified train / val / test indices (fractions of all rows).
-
-    Returns:
-        (train_idx, val_idx, test_idx) int arrays.
-    """
-    idx = np.arange(len(y))
-    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
-    val_of_rest = val_fraction / (1.0 - test_fraction)
-    train, val = train_test_split(rest, test_size=val_of_rest, random_state=seed, stratify=y[rest])
-    return train, val, test
-
-
 def load_mfeat(directory: Optional[str] = None, views: Optional[Sequence[str]] = None,
                seed: int = 0) -> MultiModalData:
     """Loads UCI Multiple Features with a stratified 0.6 / 0.2 / 0.2 split.
@@ -101,7 +86,7 @@ def load_mfeat(directory: Optional[str] = None, views: Optional[Sequence[str]] =
             raise ValueError(f"mfeat: the label column of mfeat-{v}.csv differs from mfeat-{views[0]}.csv; "
                              "all views must list the same samples in the same order.")
     xs, y = validate_views(xs, labels, n_classes=MFEAT_CLASSES, source=f"mfeat ({directory})")
-    tr, va, te = stratified_split(y, seed=seed, val_fraction=MFEAT_VAL_FRACTION,
-                                  test_fraction=MFEAT_TEST_FRACTION)
+    tr, va, te = split_indices(len(y), seed=seed, fractions=MFEAT_FRACTIONS, stratify=y,
+                               source="mfeat")
     take = lambda ix: Split(tuple(x[ix] for x in xs), y[ix])
     return MultiModalData("mfeat", "classification", MFEAT_CLASSES, views, take(tr), take(va), take(te))

@@ -19,10 +19,8 @@ from typing import Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
-from metafusion_jax.data.multiview.mfeat import (MFEAT_CLASSES, MFEAT_VIEWS, MultiModalData, Split,
-                                           load_mfeat)
-
-SPLITS = ("train", "val", "test")
+from metafusion_jax.data.multiview.container import SPLITS, MultiModalData, Split
+from metafusion_jax.data.multiview.mfeat import MFEAT_CLASSES, MFEAT_VIEWS, load_mfeat
 
 
 VERSION = tfds.core.Version("1.0.0")
