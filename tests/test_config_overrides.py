@@ -41,6 +41,12 @@ CASES = [
      ((64,), (32, 16))),
     ("configs/metafusion.py:mfeat", "data.views", "('fou', 'pix')", ("fou", "pix")),
     ("configs/metafusion.py:setting_2_2", "data.noise_ratios", "(0.1, 0.2)", (0.1, 0.2)),
+    ("configs/metafusion.py:default", "cohort.latent_fractions", "(0.1, 0.3, 0.6)",
+     (0.1, 0.3, 0.6)),
+    ("configs/metafusion.py:default", "cohort.mod_outs", "((0, 4, 8), (0, 2))",  # () by default
+     ((0, 4, 8), (0, 2))),
+    ("configs/metammf.py:mmgcn", "data.feature_files", "(('visual', 'image_feat.npy'),)",
+     (("visual", "image_feat.npy"),)),
     ("configs/metammf.py:mmgcn", "data.pca_dims", "(('visual', 32), ('textual', 16))",
      (("visual", 32), ("textual", 16))),
     ("configs/metammf.py:smoke", "data.modality_dims", "(('visual', 6), ('textual', 3))",
