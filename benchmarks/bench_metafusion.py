@@ -4,8 +4,10 @@ Work measured: setting 2.2 (n = 2000 -> 1280 train rows, PCA cohort of 24 member
 [300, 200, 100], batch 64), all three rho runs [0, 0.99, 3] (rho=0, host clustering weights,
 then both positive rho) for `--epochs` epochs, with best-validation-epoch tracking per member.
 
-* stacked: `program.run_schedule`, i.e. the rho=0 program and the rho>0 program (vmapped over
-  rho and seeds, lax.scan over epochs and batches): for 1 seed and for `--seeds` seeds at once.
+* stacked: what the trainer (`experiments/train_metafusion.py`) runs: `train.build_run` and
+  `program.run_schedule` with `train.schedule_kwargs` (the rho=0 stage program, the host
+  clustering weights and the rho>0 program, vmapped over rho and seeds, epochs in chunks of
+  `checkpoint_every_epochs`; no checkpoints or predictions): for 1 seed and `--seeds` seeds.
 * loop: the same work member by member, as the reference does it: every member is its own
   unpadded network with its own jitted forward and Adam step; per batch all M forwards run
   first (the peers), then M steps; validation per member per epoch. Python drives every call.
@@ -14,8 +16,9 @@ Threads: XLA CPU runs single-threaded (`--xla_cpu_multi_thread_eigen=false
 intra_op_parallelism_threads=1`, set below before jax is imported); the table states it. Both
 arms also get the binaries' `xla_flags.apply_cpu_flags()`.
 Warm-up (compile) is kept out of the timed runs: the stacked programs of both rho stages are
-compiled ahead of time (`jit(...).lower(...).compile()` fills the cache the timed call hits; its
-seconds are reported as `compile_*`), the loop's per-member functions by a 1-epoch loop run.
+compiled first (`program.compile_stage` runs them for zero epochs, filling the cache the timed
+call hits; its seconds are reported as `compile_*`), the loop's per-member functions by a
+1-epoch loop run.
 Medians over `--repeats` runs; the 10-seed loop is the sum of one run per seed (same shapes, so
 nothing compiles again).
 Writes benchmarks/results/metafusion.json.
@@ -45,7 +48,7 @@ import optax  # noqa: E402
 
 from metafusion_jax.metafusion import cohort as cohort_lib  # noqa: E402
 from metafusion_jax.configs import metafusion as mf_configs  # noqa: E402
-from metafusion_jax.metafusion import program, train, weights  # noqa: E402
+from metafusion_jax.metafusion import inputs, program, train, weights  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "2 epochs instead of --epochs.")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Epochs per rho run (paper: 30).")
@@ -57,52 +60,46 @@ _OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "resul
 
 
 def setup(config, num_seeds):
-    """Data, cohort, initial params [S, M, ...], stacked inputs for seeds 1..num_seeds."""
+    """The trainer's run (data, cohort, programs, initial params [S, M, ...]) for seeds 1..S."""
     seeds = list(range(1, num_seeds + 1))
-    datas = [train.DATA_SOURCES["simulator"](config, s) for s in seeds]
-    keys = jnp.stack([jax.random.key(s) for s in seeds])
-    spec, model, params0, inputs = train.build_cohort(config, datas, keys)
-    return spec, model, params0, inputs, keys
+    config, datas = inputs.resolve(config, None, seeds)
+    return train.build_run(config, datas, seeds)
 
 
-def stacked_runner(config, model, n_train):
-    step = train.mutual.make_cohort_step(model.apply, task="regression",
-                                         learning_rate=config.train.learning_rate)
-    prog = program.make_program(step, n_train=n_train, batch_size=config.train.batch_size,
-                                epochs=config.train.epochs)
-    weight_fn = lambda v: weights.clustering_weights(v, seed=1)[:2]
-
-    def run(params0, inputs, keys):
-        data = {k: inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}
-        res = program.run_schedule(prog, step, params0, data, config.rho_list, keys=keys,
-                                   weight_fn=weight_fn)
-        return jax.block_until_ready(res.result.best_val)
-    return run, prog, step
+def stacked_run(run):
+    """The trainer's `program.run_schedule` (its kwargs from the config; no predictions)."""
+    kwargs = dict(train.schedule_kwargs(run), predict=None)
+    res = program.run_schedule(run.cohort.program, run.cohort.step, run.params0,
+                               run.cohort.data, run.config.rho_list, **kwargs)
+    return jax.block_until_ready(res.result.best_val)
 
 
-def compile_stacked(config, prog, step, params0, inputs, keys):
-    """Compiles the rho=0 and rho>0 programs `run_schedule` calls; returns the seconds taken.
+def compile_stacked(run):
+    """Compiles the rho=0 and rho>0 stage programs `run_schedule` calls; returns the seconds.
 
-    Same function objects (prog, step from `stacked_runner`) and arguments built as
-    `program.run_schedule` builds them (shapes, dtypes, weak types), so its
-    `jit(program.run_seeds)` calls hit the compiled cache.
+    Arguments built as `program.run_schedule` builds them (`stage_init`, fold_in keys, float32
+    weights), so its calls hit the compiled cache (`program.compile_stage` runs zero epochs).
     """
     start = time.perf_counter()
-    data = {k: inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}
-    opt0 = jax.vmap(step.init_opt)(params0)
-    n_seeds, n_members = jax.tree.leaves(params0)[0].shape[:2]
-    add_r = lambda t, r: jax.tree.map(lambda a: jnp.repeat(a[:, None], r, axis=1), t)
+    rhos = [float(r) for r in run.config.rho_list]
+    opt0 = jax.vmap(run.cohort.step.init_opt)(run.params0)
+    n_seeds, n_members = jax.tree.leaves(run.params0)[0].shape[:2]
     fold = jax.vmap(lambda k, r: jax.random.fold_in(k, r), in_axes=(0, None))
-    r_pos = len(config.rho_list) - 1
-    jax.jit(prog.run_seeds).lower(
-        add_r(params0, 1), add_r(opt0, 1), data, jnp.zeros((1,)),
-        jnp.ones((n_seeds, 1, n_members), jnp.float32), fold(keys, 0)[:, None]).compile()
-    jax.jit(prog.run_seeds).lower(
-        add_r(params0, r_pos), add_r(opt0, r_pos), data,
-        jnp.asarray(config.rho_list[1:], jnp.float32),
-        jnp.ones((n_seeds, r_pos, n_members), jnp.float32),
-        jnp.stack([fold(keys, r) for r in range(1, r_pos + 1)], axis=1)).compile()
+    for stage_rhos, idx in (([0.0], [0]), (rhos[1:], range(1, len(rhos)))):
+        p, o = program.stage_init(run.params0, opt0, len(stage_rhos), warm=None)
+        keys = jnp.stack([fold(run.keys, r) for r in idx], axis=1)
+        w = jnp.ones((n_seeds, len(stage_rhos), n_members), jnp.float32)
+        program.compile_stage(run.cohort.program, p, o, run.cohort.data, stage_rhos, w, keys)
     return time.perf_counter() - start
+
+
+def one_seed(run):
+    """The same run restricted to its first seed (leaves [1, ...])."""
+    first = lambda t: jax.tree.map(lambda a: a[:1], t)
+    cohort = run.cohort._replace(data=first(run.cohort.data))
+    return run._replace(seeds=run.seeds[:1], datas=run.datas[:1], cohort=cohort,
+                        params0=first(run.params0), inputs=first(run.inputs),
+                        keys=run.keys[:1], stack_keys=run.stack_keys[:1])
 
 
 def member_inputs(spec, xs):
@@ -189,9 +186,9 @@ def main(argv):
     del argv
     config = mf_configs.get_config("setting_2_2")
     config.train.epochs = 2 if _QUICK.value else _EPOCHS.value
-    spec, model, params0, inputs, keys = setup(config, _SEEDS.value)
-    run, prog, step = stacked_runner(config, model, inputs["y_train"].shape[1])
-    one = lambda t: jax.tree.map(lambda a: a[:1], t)
+    run = setup(config, _SEEDS.value)
+    config, spec, inputs, keys = run.config, run.spec, run.inputs, run.keys
+    run1 = one_seed(run)
     rows = {}
 
     def record(name, value):
@@ -204,19 +201,16 @@ def main(argv):
         return functools.partial(loop_run, cfg, spec, pick("train"), inputs["y_train"][s],
                                  pick("val"), inputs["y_val"][s], keys[s])
 
-    compile_s = {"stacked_1_seed": compile_stacked(config, prog, step, one(params0),
-                                                   one(inputs), keys[:1])}
-    record("stacked_1_seed",
-           timed(lambda: run(one(params0), one(inputs), keys[:1]), _REPEATS.value))
+    compile_s = {"stacked_1_seed": compile_stacked(run1)}
+    record("stacked_1_seed", timed(lambda: stacked_run(run1), _REPEATS.value))
     warm = config.copy_and_resolve_references()
     warm.train.epochs = 1
     start = time.perf_counter()
     loop_seed(0, warm)()
     compile_s["loop_1_epoch_warm_up"] = time.perf_counter() - start
     record("loop_1_seed", timed(loop_seed(0), _REPEATS.value))
-    compile_s[f"stacked_{_SEEDS.value}_seeds"] = compile_stacked(config, prog, step, params0,
-                                                                 inputs, keys)
-    record(f"stacked_{_SEEDS.value}_seeds", timed(lambda: run(params0, inputs, keys), 1))
+    compile_s[f"stacked_{_SEEDS.value}_seeds"] = compile_stacked(run)
+    record(f"stacked_{_SEEDS.value}_seeds", timed(lambda: stacked_run(run), 1))
     # Same shapes as seed 0: already compiled, so one timed run per seed.
     seed_times = [timed(loop_seed(s), 1)[0] for s in range(_SEEDS.value)]
     record(f"loop_{_SEEDS.value}_seeds", (float(np.sum(seed_times)), seed_times))

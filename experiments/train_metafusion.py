@@ -3,8 +3,9 @@ r"""Trains a Meta Fusion cohort (and its baselines) and prints every method's te
     python experiments/train_metafusion.py --config=configs/metafusion.py:setting_2_2 \
         --workdir=/tmp/mf/setting_2_2 --config.num_seeds=10
 
-Writes `<workdir>/results.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints; a
-killed run started again with the same flags resumes at the next stage.
+Writes `<workdir>/results.json`, `metrics.jsonl`, TensorBoard events and orbax checkpoints
+(every `--config.checkpoint_every_epochs` epochs); a killed run started again with the same
+flags resumes inside the stage it was killed in and gives the same results.json.
 """
 from metafusion_jax.training.xla_flags import apply_cpu_flags
 

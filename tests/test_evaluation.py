@@ -1,8 +1,21 @@
-"""Tests for metafusion.evaluation: hand-computed metrics, seed summaries, rho*, baselines, results."""
+"""Tests for metafusion.evaluation: hand-computed metrics, seed summaries, rho*, baselines,
+results, ensembles of a typed schedule record."""
+import jax
 import numpy as np
 import pytest
 
+from metafusion_jax.metafusion import ensembles
 from metafusion_jax.metafusion import evaluation as ev
+from metafusion_jax.metafusion import program
+from metafusion_jax.metafusion.records import Predictions, StageRecord
+
+
+def _record(rhos, best_val, pred_test):
+    """A StageRecord with test predictions pred_test (train / val: the same arrays)."""
+    s, r, m = best_val.shape
+    zeros = np.zeros((s, r, 1, m))
+    return StageRecord(np.asarray(rhos, np.float64), best_val, zeros, zeros,
+                       Predictions(pred_test, pred_test, pred_test))
 
 
 def test_summarise_three_seeds_hand_values():
@@ -34,34 +47,13 @@ def test_rho_star_cluster_mean_and_adversarial():
     np.testing.assert_array_equal(ev.rho_star(bv, [None, [0]], adversarial=True), [2, 2])
 
 
-def _record(offset, r):
-    shape = (2, r, 3)  # [S, R, M]; predictions [S, R, M, N=4, C=1]
-    rec = {"best_val": offset + np.arange(np.prod(shape), dtype=float).reshape(shape)}
-    for sp in ev.SPLITS:
-        rec[f"pred_{sp}"] = offset + np.ones(shape + (4, 1))
-    return rec
-
-
-def test_join_and_replace_first_positive():
-    indep, mutual, other = _record(0.0, 1), _record(100.0, 2), _record(-5.0, 1)
-    main = ev.join_records(indep, mutual)
-    assert main["best_val"].shape == (2, 3, 3) and main["pred_test"].shape == (2, 3, 3, 4, 1)
-    np.testing.assert_array_equal(main["best_val"][:, 1:], mutual["best_val"])
-    swapped = ev.replace_first_positive(main, other)
-    np.testing.assert_array_equal(swapped["best_val"][:, 1], other["best_val"][:, 0])
-    np.testing.assert_array_equal(swapped["best_val"][:, [0, 2]], main["best_val"][:, [0, 2]])
-    assert main["best_val"][0, 1, 0] == 100.0  # the input is not modified
-    assert ev.indep_names({"meta_fusion": [1], "stacking": [2]}) == {
-        "indep_greedy": [1], "indep_stacking": [2]}
-
-
 def test_baseline_scores_hand_values():
     # One seed, N = 2, K = 2: F = [early, m1, m2] outputs [N, 1]; y = [0, 0].
     F = np.array([[[1.0], [1.0]], [[2.0], [0.0]], [[0.0], [0.0]]])
-    coop = {"best_val": np.array([[[3.0, 3, 3], [1.0, 1, 1]]]),        # [S, R=2, 3] -> rho 1
-            "pred_test": np.stack([np.zeros((3, 2, 1)), F])[None]}     # [S, R, 3, N, 1]
-    out = ev.baseline_scores({"pred_test": F[None, None]}, coop, np.zeros((1, 2)),
-                             task="regression")
+    coop = _record([0.0, 0.5], np.array([[[3.0, 3, 3], [1.0, 1, 1]]]),   # [S, R=2, 3] -> rho 1
+                   np.stack([np.zeros((3, 2, 1)), F])[None])             # [S, R, 3, N, 1]
+    out = ev.baseline_scores(_record([0.0], np.zeros((1, 1, 3)), F[None, None]), coop,
+                             np.zeros((1, 2)), task="regression")
     # early (1,1) -> 1; m1 (2,0) -> 2; m2 -> 0; late mean (1,0) -> 0.5; coop sum (3,1) -> 5.
     assert {k: v[0] for k, v in out.items()} == pytest.approx(
         {"early_fusion": 1.0, "modality_1": 2.0, "modality_2": 0.0, "late_fusion": 0.5,
@@ -87,3 +79,24 @@ def test_assemble_results_rho_star_values_and_b1_arm():
                                                setting="s", seeds=[7, 8], task="regression",
                                                rho_list=[0, 0.5, 3], clusters=[None, None],
                                                weights=np.ones((2, 3)), dims=[(1,)])
+
+
+def test_evaluate_runs_reads_the_schedule_record(fast_compile):
+    # One seed, M = 3 members, N = 4 rows, y = 0: member c predicts c + rho index (MSE (c+r)^2).
+    y = {sp: np.zeros((1, 4), np.float32) for sp in ev.SPLITS}
+    preds = lambda r0, r: np.stack([np.full((4, 1), c + r0 + i, np.float32) for i in range(r)
+                                    for c in range(3)]).reshape(r, 3, 4, 1)[None]
+    indep = _record([0.0], np.array([[[1.0, 2.0, 3.0]]]), preds(0, 1))
+    mutual = _record([1.0, 3.0], np.array([[[5.0, 5, 5], [0.5, 9, 9]]]), preds(1, 2))
+    other = _record([1.0], np.array([[[0.1, 0.2, 0.3]]]), preds(7, 1))
+    sched = program.ScheduleResult(indep, mutual, np.ones((1, 3)), [None], np.array([0]),
+                                   np.array([0.0]), other, np.array([1]))
+    params = jax.vmap(lambda k: ensembles.stacking_init(k, 3, 1))(jax.random.split(
+        jax.random.key(0), 1))
+    stacker = lambda keys, *args: params
+    out = ev.evaluate_runs(sched, ys=y, stacker=stacker, stack_keys=None, task="regression")
+    assert out.star.tolist() == [0] and out.b1_star.tolist() == [1]
+    assert out.members["val_loss"] == [[1.0, 2.0, 3.0]]
+    assert out.members["test"] == [[0.0, 1.0, 4.0]]                    # rho index 0: (c)^2
+    assert out.per_seed["best_single"] == [0.0] and out.per_seed["indep_best_single"] == [0.0]
+    assert out.b1_per_seed["best_single"] == [49.0]                   # the other arm: 7^2

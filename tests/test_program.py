@@ -142,3 +142,111 @@ def test_bad_arguments():
     prog = program.make_program(step, n_train=N, batch_size=B, epochs=1)
     with pytest.raises(ValueError, match="rhos"):
         program.run_schedule(prog, step, {}, {}, [0.99, 0], keys=None, weight_fn=None)
+
+
+# ----------------------------------------------------------------- chunks, resume, schedule
+
+
+def _stage_inputs(seed=6, r=2):
+    spec, model, step, data = _setup()
+    prog = program.make_program(step, n_train=N, batch_size=B, epochs=E)
+    params0 = jax.tree.map(lambda a: a[None], model.init(jax.random.key(seed)))     # [S=1, M..]
+    params, opt = program.stage_init(params0, jax.vmap(step.init_opt)(params0), r, warm=None)
+    keys = jax.random.split(jax.random.key(seed + 1), r)[None]                      # [S, R]
+    w = jnp.asarray(np.linspace(0.2, 1, spec.num_members), jnp.float32)[None, None].repeat(r, 1)
+    return spec, step, prog, params0, params, opt, seeds_data(data), keys, w
+
+
+def seeds_data(data):
+    return jax.tree.map(lambda a: a[None], data)
+
+
+def _equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_stage_chunks_and_resume_are_bitwise_identical():
+    spec, step, prog, _, params, opt, data, keys, w = _stage_inputs()
+    rhos = [0.5, 2.0]
+    whole = program.run_stage(prog, params, opt, data, rhos, w, keys, keep_warm=True)
+    # The whole stage equals the vmapped whole-run program.
+    ref = jax.jit(prog.run_seeds)(params, opt, data, jnp.asarray(rhos), w, keys)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)  # other program
+    close(whole.best_val, ref.best_val)
+    close(whole.val_curve, ref.val_curve)
+    jax.tree.map(close, whole.warm.params, ref.best_params)
+    seen = []
+    chunked = program.run_stage(prog, params, opt, data, rhos, w, keys, name="s", chunk_epochs=1,
+                                on_chunk=seen.append, keep_warm=True)
+    assert [(p.stage, p.epoch) for p in seen] == [("s", 1), ("s", 2)]
+    _equal(chunked, whole)
+    # Resume from the progress after epoch 1 (as restored from a checkpoint: host arrays).
+    host = seen[0]._replace(state=jax.tree.map(np.asarray, seen[0].state))
+    resumed = program.run_stage(prog, None, None, data, rhos, w, keys, name="s", chunk_epochs=2,
+                                progress=host, keep_warm=True)
+    _equal(resumed, whole)
+    assert whole.rhos.tolist() == rhos and whole.train_task.shape == (1, 2, E, spec.num_members)
+    with pytest.raises(ValueError, match="cannot resume"):
+        program.run_stage(prog, None, None, data, rhos, w, keys, name="other", progress=host)
+    with pytest.raises(ValueError, match="chunk_epochs"):
+        program.run_stage(prog, params, opt, data, rhos, w, keys, chunk_epochs=0)
+
+
+def test_non_finite_chunk_raises_before_the_hook():
+    spec, model, _, data = _setup()
+    step = mutual.make_cohort_step(model.apply, task="regression", learning_rate=1e30)
+    prog = program.make_program(step, n_train=N, batch_size=B, epochs=E)
+    params0 = jax.tree.map(lambda a: a[None], model.init(jax.random.key(0)))
+    params, opt = program.stage_init(params0, jax.vmap(step.init_opt)(params0), 1, warm=None)
+    hook = lambda p: pytest.fail("a non-finite chunk reached the checkpoint hook")
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        program.run_stage(prog, params, opt, seeds_data(data), [0.0],
+                          jnp.ones((1, 1, spec.num_members)), jax.random.split(
+                              jax.random.key(0), 1)[None], chunk_epochs=1, on_chunk=hook)
+
+
+def test_schedule_resumes_inside_a_stage_and_runs_the_other_b1_arm():
+    spec, step, prog, params0, _, _, data, _, _ = _stage_inputs()
+    keys = jax.random.split(jax.random.key(8), 1)
+    uniform = lambda b: (weights.uniform_weights(len(b)), None)
+    kw = dict(keys=keys, weight_fn=[uniform], warm_start=True, report_both_b1=True)
+    rhos = [0, 0.99, 3.0]
+    stages, chunks = [], []
+    full = program.run_schedule(prog, step, params0, data, rhos, chunk_epochs=2,
+                                on_chunk=chunks.append, on_stage=lambda n, r: stages.append(n),
+                                **kw)
+    assert stages == ["indep", "mutual", "b1_other"]
+    assert [(c.stage, c.epoch) for c in chunks] == [("indep", 2), ("mutual", 2), ("b1_other", 2)]
+    assert full.indep.warm is not None and full.mutual.warm is None
+    # The other arm (warm_start=True here) starts the first positive rho from params0.
+    opt0 = jax.vmap(step.init_opt)(params0)
+    one = lambda t: jax.tree.map(lambda a: a[:, :1], t)
+    p1, o1 = program.stage_init(params0, opt0, 1, warm=None)
+    other = jax.jit(prog.run_seeds)(p1, o1, data, jnp.asarray([0.99]), jnp.asarray(
+        full.weights)[:, None], jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)[:, None])
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)  # other program
+    close(full.b1_other.best_val, other.best_val)
+    # The main arm's first positive rho starts from the rho=0 best params and Adam state.
+    warm = jax.jit(prog.run_seeds)(one(full.indep.warm.params), one(full.indep.warm.opt_state),
+                                   data, jnp.asarray([0.99]), jnp.asarray(full.weights)[:, None],
+                                   jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)[:, None])
+    close(full.mutual.best_val[:, :1], warm.best_val)
+    assert full.b1_result.best_val.shape == (1, 3, spec.num_members)
+    np.testing.assert_array_equal(full.b1_result.best_val[:, 1], full.b1_other.best_val[:, 0])
+    idx = program.choose_rho(full.b1_result.best_val[0])
+    assert full.b1_rho_star_index.tolist() == [idx]
+    # Killed inside "mutual" after its first chunk: indep is done, mutual resumes at epoch 2.
+    resumed_stages = []
+    resumed = program.run_schedule(prog, step, params0, data, rhos, chunk_epochs=2,
+                                   done={"indep": full.indep}, progress=chunks[1]._replace(
+                                       state=jax.tree.map(np.asarray, chunks[1].state)),
+                                   on_stage=lambda n, r: resumed_stages.append(n), **kw)
+    assert resumed_stages == ["mutual", "b1_other"]
+    _equal(resumed, full)
+    largest = program.run_schedule(prog, step, params0, data, rhos, largest_rho=True,
+                                   done={"indep": full.indep, "mutual": full.mutual,
+                                         "b1_other": full.b1_other}, **kw)
+    assert largest.rho_star.tolist() == [3.0] and largest.b1_rho_star_index.tolist() == [2]
+    with pytest.raises(ValueError, match="weight_fn"):
+        program.run_schedule(prog, step, params0, data, rhos, keys=keys,
+                             weight_fn=[uniform, uniform], done={"indep": full.indep})

@@ -1,8 +1,8 @@
 """Meta Fusion post-training evaluation: ensembles, baselines, rho*, seed summaries, results.
 
-Everything here works on the host-side stage records of `train.py` (numpy arrays with a leading
-seed axis S and a rho axis R: `best_val` [S, R, M], `pred_<split>` [S, R, M, N, C]) and takes
-explicit keyword arguments; `train.train_and_evaluate` unpacks the config and calls these.
+Everything here reads the typed host records of `program` (`records.StageRecord`: `best_val`
+[S, R, M], `preds.<split>` [S, R, M, N, C]; `program.ScheduleResult`) and takes explicit keyword
+arguments; `train.train_and_evaluate` unpacks the config and calls these.
 
 results.json: `test[<method>]` is the mean over seeds of the test metric (`metric`: "mse" for
 regression, lower is better; "accuracy" for classification) and `test[<method>_se]` its
@@ -15,10 +15,9 @@ import jax
 import numpy as np
 
 from metafusion_jax.metafusion import baselines, ensembles, program
+from metafusion_jax.metafusion.records import SPLITS, StageRecord
 
 METRICS = {"regression": "mse", "classification": "accuracy"}
-SPLITS = ("train", "val", "test")
-RECORD_KEYS = ("best_val", "pred_train", "pred_val", "pred_test")
 
 
 def metric(pred, y, *, task: str) -> float:
@@ -81,11 +80,12 @@ def cohort_scores(preds, y, best_val, stack_params, *, task: str):
     return {k: metric(v, y["test"], task=task) for k, v in out.items()}, sel
 
 
-def evaluate_cohort(record, rho_index, *, ys, stacker: Callable, stack_keys, task: str):
+def evaluate_cohort(record: StageRecord, rho_index, *, ys, stacker: Callable, stack_keys,
+                    task: str):
     """Ensembles of each seed's cohort at rho index rho_index[s].
 
     Args:
-      record: {"best_val": [S, R, M], "pred_<split>": [S, R, M, N, C]}.
+      record: a StageRecord [S, R, ...] with predictions.
       rho_index: [S] ints, the rho run evaluated for each seed.
       ys: {split: [S, N]} targets.
       stacker: `make_stacking_fitter(...)`.
@@ -97,8 +97,8 @@ def evaluate_cohort(record, rho_index, *, ys, stacker: Callable, stack_keys, tas
       "greedy_members": [S] lists of selected member indices}).
     """
     s_idx = np.arange(len(rho_index))
-    pick = {sp: record[f"pred_{sp}"][s_idx, rho_index] for sp in SPLITS}        # [S, M, N, C]
-    bv = record["best_val"][s_idx, rho_index]                                   # [S, M]
+    pick = {sp: getattr(record.preds, sp)[s_idx, rho_index] for sp in SPLITS}   # [S, M, N, C]
+    bv = record.best_val[s_idx, rho_index]                                      # [S, M]
     # Same stacking keys for every cohort: rho* = 0 gives stacking == indep_stacking.
     stack = stacker(stack_keys, pick["train"], ys["train"], pick["val"], ys["val"])
     per_seed, members, selections = {}, [], []
@@ -115,27 +115,11 @@ def evaluate_cohort(record, rho_index, *, ys, stacker: Callable, stack_keys, tas
 
 
 def rho_star(best_val, clusters: Sequence[Optional[Sequence[int]]], *, adversarial: bool):
-    """Per-seed rho* index [S] from best_val [S, R, M] (spec 2.3; `program.choose_rho`).
+    """Per-seed rho* index [S] from best_val [S, R, M] (spec 2.3; `program.rho_star`).
 
     With adversarial weights the largest rho is returned, as the reference compares there.
     """
-    if adversarial:
-        return np.full(best_val.shape[0], best_val.shape[1] - 1)
-    return np.array([program.choose_rho(best_val[s], clusters[s])
-                     for s in range(best_val.shape[0])])
-
-
-def join_records(indep, mutual):
-    """The rho=0 record [S, 1, ...] and the positive-rho record [S, R-1, ...] -> [S, R, ...]."""
-    return {k: np.concatenate([indep[k], mutual[k]], 1) for k in RECORD_KEYS}
-
-
-def replace_first_positive(main, other_arm):
-    """`main` [S, R, ...] with rho index 1 taken from `other_arm` [S, 1, ...] (the B1 arm)."""
-    out = {k: v.copy() for k, v in main.items()}
-    for k in out:
-        out[k][:, 1] = other_arm[k][:, 0]
-    return out
+    return program.rho_star(best_val, clusters, largest=adversarial)
 
 
 def indep_names(per_seed):
@@ -144,12 +128,13 @@ def indep_names(per_seed):
             for k, v in per_seed.items()}
 
 
-def baseline_scores(benchmark, coop, y_test, *, task: str):
+def baseline_scores(benchmark: Optional[StageRecord], coop: Optional[StageRecord], y_test, *,
+                    task: str):
     """modality_<k>, early_fusion, late_fusion and coop per seed (spec 4).
 
     Args:
-      benchmark: the baselines stage record (`pred_test` [S, 1, K + 1, N, C]) or None.
-      coop: the coop stage record (`best_val` [S, R, 3], `pred_test` [S, R, 3, N, C]) or None.
+      benchmark: the baselines stage record (`preds.test` [S, 1, K + 1, N, C]) or None.
+      coop: the coop stage record (`best_val` [S, R, 3], `preds.test` [S, R, 3, N, C]) or None.
       y_test: [S, N] test targets.
       task: "regression" or "classification".
 
@@ -160,10 +145,10 @@ def baseline_scores(benchmark, coop, y_test, *, task: str):
     for s in range(len(y)):
         preds = {}
         if benchmark is not None:
-            preds = baselines.benchmark_predictions(benchmark["pred_test"][s, 0])
+            preds = baselines.benchmark_predictions(benchmark.preds.test[s, 0])
         if coop is not None:
-            r = baselines.choose_coop_rho(coop["best_val"][s])
-            preds["coop"] = baselines.coop_predict(coop["pred_test"][s, r])
+            r = baselines.choose_coop_rho(coop.best_val[s])
+            preds["coop"] = baselines.coop_predict(coop.preds.test[s, r])
         for k, v in preds.items():
             out.setdefault(k, []).append(metric(v, y[s], task=task))
     return out
@@ -189,33 +174,28 @@ class Evaluation(NamedTuple):
     b1_per_seed: Optional[dict] = None
 
 
-def evaluate_runs(indep, mutual, *, benchmark=None, coop=None, b1_other=None, ys,
-                  stacker: Callable, stack_keys, clusters, task: str,
-                  adversarial: bool) -> Evaluation:
+def evaluate_runs(schedule: program.ScheduleResult, *, benchmark=None, coop=None, ys,
+                  stacker: Callable, stack_keys, task: str) -> Evaluation:
     """All test scores of one run: rho* and independent cohorts, baselines, the other B1 arm.
 
     Args:
-      indep, mutual: the rho=0 [S, 1, ...] and positive-rho [S, R-1, ...] stage records.
-      benchmark, coop, b1_other: the optional stage records (None when not run).
+      schedule: `program.run_schedule(...)` with predictions (rho*, both B1 arms).
+      benchmark, coop: the optional baseline StageRecords (None when not run).
       ys: {split: [S, N]} targets.
       stacker, stack_keys: see `evaluate_cohort`.
-      clusters: S best-cluster member index lists (or None), see `rho_star`.
       task: "regression" or "classification".
-      adversarial: whether the divergence weights are adversarial (rho* = the largest rho).
     """
     score = lambda record, idx: evaluate_cohort(record, idx, ys=ys, stacker=stacker,
                                                 stack_keys=stack_keys, task=task)
-    main = join_records(indep, mutual)
-    star = rho_star(main["best_val"], clusters, adversarial=adversarial)
+    main, star = schedule.result, np.asarray(schedule.rho_star_index)
     per_seed, members = score(main, star)
     indep_seed, indep_members = score(main, 0 * star)
     per_seed.update(indep_names(indep_seed))
     per_seed.update(baseline_scores(benchmark, coop, ys["test"], task=task))
     out = Evaluation(per_seed, star, members, indep_members)
-    if b1_other is not None:
-        other = replace_first_positive(main, b1_other)
-        o_star = rho_star(other["best_val"], clusters, adversarial=adversarial)
-        out = out._replace(b1_star=o_star, b1_per_seed=score(other, o_star)[0])
+    if schedule.b1_other is not None:
+        o_star = np.asarray(schedule.b1_rho_star_index)
+        out = out._replace(b1_star=o_star, b1_per_seed=score(schedule.b1_result, o_star)[0])
     return out
 
 

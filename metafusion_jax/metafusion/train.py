@@ -1,304 +1,340 @@
-"""Meta Fusion training loop: data -> cohort -> rho=0 -> weights -> rho>0 -> ensembles/baselines.
+"""Meta Fusion training loop: data -> cohort -> rho schedule -> baselines -> ensembles/results.
 
-`train_and_evaluate(config, workdir)` runs every seed of `config.num_seeds` in ONE program per
-stage (data, params and keys stacked on a leading S axis; rho values on a second axis R):
+`train_and_evaluate(config, workdir, data=None)` runs every seed of `config.num_seeds` in ONE
+program per stage (data, params and keys stacked on a leading S axis; rho values on a second
+axis R). `inputs.resolve` gives the effective config and the per-seed data; then the stages:
 
-  1. indep     rho = 0, w = 1: the independent cohort (spec 2.3).
-  2. mutual    every positive rho in one vmapped program, weights from the rho=0 best validation
-               losses (clustering / adversarial / uniform); `warm_start_b1` starts the first
-               positive rho from the rho=0 best params and Adam state (reference bug B1).
-  3. b1_other  (only with `report_both_b1`) the first positive rho trained the other B1 way.
-  4. baselines unimodal networks and early fusion: the dummy cohort [[p_m, 0], ...] at rho = 0.
-  5. coop      cooperative learning (2-modality regression only, `baselines.coop`).
+  indep, mutual, b1_other   `program.run_schedule`: rho = 0 (w = 1), the host divergence weights
+                            (clustering / adversarial / uniform) from its best validation losses,
+                            every positive rho in one program (`warm_start_b1`: the first starts
+                            from the rho=0 best params and Adam state, reference bug B1) and, with
+                            `report_both_b1`, the first positive rho trained the other B1 way.
+  baselines                 unimodal networks and early fusion: the dummy cohort [[p_m, 0], ...]
+                            at rho = 0 (`program.run_stage`).
+  coop                      cooperative learning (2-modality regression only, `baselines.coop`).
+
 Then rho* (spec 2.3; with adversarial weights the largest rho, as the reference compares
 there), the ensembles on the rho* cohort and on the independent cohort (`indep_` keys;
 `indep_greedy` is re-selected on the rho=0 cohort, i.e. bug B7 is not reproduced; the stacking
 meta-learners of both cohorts share their keys), and `workdir/results.json`.
 
-Checkpoints: after each stage the member predictions (train/val/test), best validation losses
-and curves of every completed stage go into one orbax `latest` checkpoint (meta: the stage name,
-completed stages and rho runs). A killed run started again skips completed stages and ends with
-identical results (keys are derived from the seeds, never saved).
-
-results.json: see `evaluation` (means over seeds, standard errors, per-seed values).
+Checkpoints: every stage trains in chunks of `checkpoint_every_epochs` epochs. After each chunk
+one orbax `latest` checkpoint holds the finished stage records (predictions, losses, curves,
+the B1 warm state) and the running stage's full state (params, Adam state, best params / Adam
+state / losses, curves so far); meta: the stage, its epochs done, timing and the config. A killed
+run started again resumes inside the stage it was killed in and ends with a bitwise identical
+results.json (less `timing`): keys are derived (fold_in(key, epoch)), never saved, and the
+epoch programs do not depend on where the chunks end. A workdir of another config is refused.
 """
 import os
 import time
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from metafusion_jax.metafusion import baselines, evaluation, mutual, program, weights
-from metafusion_jax.metafusion.evaluation import SPLITS, summarise  # noqa: F401
-from metafusion_jax.metafusion.inputs import config_error, raw_layout, stack_splits
+from metafusion_jax.metafusion import baselines, evaluation, inputs, mutual, program, records
+from metafusion_jax.metafusion import weights
+from metafusion_jax.metafusion.evaluation import summarise  # noqa: F401  (re-exported)
 from metafusion_jax.metafusion.inputs import (  # noqa: F401  (re-exported for callers)
-    DATA_SOURCES, build_cohort, validate_config)
+    DATA_SOURCES, build_cohort, raw_layout, stack_splits, validate_config)
+from metafusion_jax.metafusion.records import SPLITS, Predictions, Progress, WarmState
 from metafusion_jax.training.artifacts import check_finite, write_json_atomic
 from metafusion_jax.training.checkpoints import RunCheckpoints
 from metafusion_jax.training.writers import MetricWriter
 
-# ----------------------------------------------------------------------------- stages
+SCHEDULE_STAGES = (program.INDEP, program.MUTUAL, program.B1_OTHER)
 
 
-def _train_data(inputs):
-    return {k: inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+class CohortPrograms(NamedTuple):
+    """The programs of one cohort model, built once and shared by its stages.
+
+    step: `mutual.CohortStep`; program: `program.Program`; data: {"x_train", "y_train",
+    "x_val", "y_val"} leaves [S, N, ...]; predict: best_params [S, R, M, ...] -> Predictions
+    [S, R, M, N, C] on the train / val / test inputs.
+    """
+    step: mutual.CohortStep
+    program: program.Program
+    data: dict
+    predict: Callable
 
 
-class _Runner:
-    """The jitted programs of one cohort model (compiled once, reused by every stage)."""
+def make_cohort_programs(config, apply: Callable, cohort_inputs: dict,
+                         step=None) -> CohortPrograms:
+    """Step (default: mutual learning), rho-run program and predictions of a cohort.
 
-    def __init__(self, config, model, inputs, step=None):
-        self.step = step or mutual.make_cohort_step(model.apply, task=config.task,
-                                                    learning_rate=config.train.learning_rate)
-        n_train = inputs["y_train"].shape[1]
-        prog = program.make_program(self.step, n_train=n_train,
-                                    batch_size=config.train.batch_size, epochs=config.train.epochs)
-        self.run_seeds = jax.jit(prog.run_seeds)
-        per_rho = jax.vmap(model.apply, in_axes=(0, None))
-        self.predict = jax.jit(jax.vmap(per_rho, in_axes=(0, 0)))      # [S,R,M..],[S,N..]
-        self.inputs = inputs
-
-    def run(self, params, opt, rhos, w, keys, *, keep_best=False):
-        """params/opt [S, R, M, ...], rhos [R], w [S, R, M], keys [S, R] -> numpy stage record."""
-        res = self.run_seeds(params, opt, _train_data(self.inputs), jnp.asarray(rhos, jnp.float32),
-                             jnp.asarray(w, jnp.float32), keys)
-        record = {"best_val": res.best_val, "val_curve": res.val_curve,
-                  "train_task": res.train_task}
-        # A sum is non-finite iff some entry is (float64: no overflow of large finite losses).
-        check_finite({k: np.sum(np.asarray(v, np.float64)) for k, v in record.items()},
-                     f"the cohort's training/validation losses (rho {list(rhos)})")
-        for split in SPLITS:
-            record[f"pred_{split}"] = self.predict(res.best_params, self.inputs[f"x_{split}"])
-        if keep_best:
-            record["warm"] = {"params": res.best_params, "opt": res.best_opt_state}
-        return jax.tree.map(np.asarray, record)
+    Args:
+      config: the run config (task, train.*).
+      apply: (params [M, ...], xs) -> F [M, N, C].
+      cohort_inputs: {"x_<split>": K arrays [S, N, .], "y_<split>": [S, N]}.
+      step: another `mutual.CohortStep` (e.g. Coop's).
+    """
+    step = step or mutual.make_cohort_step(apply, task=config.task,
+                                           learning_rate=config.train.learning_rate)
+    prog = program.make_program(step, n_train=cohort_inputs["y_train"].shape[1],
+                                batch_size=config.train.batch_size, epochs=config.train.epochs)
+    apply_sr = jax.jit(jax.vmap(jax.vmap(apply, in_axes=(0, None)), in_axes=(0, 0)))
+    predict = lambda best: Predictions(*[apply_sr(best, cohort_inputs[f"x_{sp}"])
+                                         for sp in SPLITS])
+    data = {k: cohort_inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+    return CohortPrograms(step, prog, data, predict)
 
 
-def _keys(base_keys, indices):
-    """[S] keys -> [S, R] keys: the run of rho index r uses fold_in(key, r) (as program.py)."""
-    return jnp.stack([jax.vmap(lambda k: jax.random.fold_in(k, r))(base_keys) for r in indices], 1)
+def weight_fn(config, seed: int) -> Callable:
+    """Host divergence weights of one seed: best_val0 [M] -> (w [M], best cluster or None)."""
+    def fn(best_val0):
+        if config.divergence_weights == "uniform":
+            return weights.uniform_weights(len(best_val0)), None
+        cw = weights.clustering_weights(best_val0, seed=seed, optimal_k=config.optimal_k or None,
+                                        adversarial=config.divergence_weights == "adversarial")
+        return cw.w, cw.cluster_idxs
+    return fn
 
 
-def _repeat(tree, r):
-    return jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a)[:, None], r, axis=1), tree)
+def chunk_epochs(config) -> int:
+    return int(config.get("checkpoint_every_epochs", 10))
 
 
-def divergence_weights(config, best_val0, seed):
-    """Host weights from the rho=0 best validation losses [M] -> (w [M], cluster idx or None)."""
-    if config.divergence_weights == "uniform":
-        return weights.uniform_weights(len(best_val0)), None
-    cw = weights.clustering_weights(best_val0, seed=seed, optimal_k=config.optimal_k or None,
-                                    adversarial=config.divergence_weights == "adversarial")
-    return cw.w, cw.cluster_idxs
+class Run(NamedTuple):
+    """What every stage reads: config, seeds, data, the cohort, its programs and keys."""
+    config: object
+    seeds: list
+    datas: list
+    spec: object
+    cohort: CohortPrograms
+    params0: object
+    inputs: dict
+    keys: object
+    stack_keys: object
 
 
-def _stage_indep(ctx, done):
-    keep = ctx.config.warm_start_b1 or ctx.config.report_both_b1
-    s, m = ctx.best_shape
-    return ctx.runner.run(_repeat(ctx.params0, 1), _repeat(ctx.opt0, 1), [0.0],
-                          np.ones((s, 1, m)), _keys(ctx.keys, [0]), keep_best=keep)
+def build_run(config, datas, seeds) -> Run:
+    """Cohort, initial params [S, M, ...] and keys of the resolved config and per-seed data."""
+    base = [jax.random.split(jax.random.key(s), 3) for s in seeds]
+    init_keys, keys, stack_keys = (jnp.stack(k) for k in zip(*base))
+    spec, model, params0, cohort_inputs = build_cohort(config, datas, init_keys)
+    return Run(config, list(seeds), datas, spec,
+               make_cohort_programs(config, model.apply, cohort_inputs), params0, cohort_inputs,
+               keys, stack_keys)
 
 
-def _positive_init(ctx, done, r, warm):
-    params, opt = _repeat(ctx.params0, r), _repeat(ctx.opt0, r)
-    if warm:  # bug B1: the first positive rho continues from the rho=0 best params and Adam
-        put = lambda a, b: jnp.asarray(a).at[:, 0].set(jnp.asarray(b)[:, 0])
-        params = jax.tree.map(put, params, done["indep"]["warm"]["params"])
-        opt = jax.tree.map(put, opt, done["indep"]["warm"]["opt"])
-    return params, opt
+def schedule_kwargs(run: Run) -> dict:
+    """The config's keyword arguments of `program.run_schedule` (the trainer's and benchmark's)."""
+    c = run.config
+    return dict(keys=run.keys, weight_fn=[weight_fn(c, s) for s in run.seeds],
+                warm_start=c.warm_start_b1, report_both_b1=c.report_both_b1,
+                largest_rho=c.divergence_weights == "adversarial",
+                chunk_epochs=chunk_epochs(c), predict=run.cohort.predict)
 
 
-def _stage_mutual(ctx, done):
-    rhos = [float(r) for r in ctx.config.rho_list[1:]]
-    params, opt = _positive_init(ctx, done, len(rhos), ctx.config.warm_start_b1)
-    w = np.repeat(ctx.weights[:, None], len(rhos), axis=1)
-    return ctx.runner.run(params, opt, rhos, w, _keys(ctx.keys, range(1, len(rhos) + 1)))
+def run_schedule(run: Run, **hooks) -> program.ScheduleResult:
+    """`program.run_schedule` of the run's cohort (hooks: done, progress, on_chunk, on_stage)."""
+    return program.run_schedule(run.cohort.program, run.cohort.step, run.params0,
+                                run.cohort.data, run.config.rho_list, **schedule_kwargs(run),
+                                **hooks)
 
 
-def _stage_b1_other(ctx, done):
-    params, opt = _positive_init(ctx, done, 1, not ctx.config.warm_start_b1)
-    return ctx.runner.run(params, opt, [float(ctx.config.rho_list[1])], ctx.weights[:, None],
-                          _keys(ctx.keys, [1]))
-
-
-def _benchmark_runner(ctx, coop):
-    dims = ctx.datas[0].dims
-    model = baselines.make_benchmark_cohort(dims, hidden=tuple(ctx.config.cohort.head_hiddens),
-                                            out_dim=ctx.config.num_classes)
-    step = baselines.make_coop_step(model.apply, learning_rate=ctx.config.train.learning_rate,
-                                    reproduce_b17=ctx.config.baselines.coop_b17) if coop else None
-    runner = _Runner(ctx.config, model, stack_splits(ctx.datas, raw_layout), step)
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 100 + coop))(ctx.keys)
+def _baseline_setup(run: Run, coop: bool):
+    """Benchmark cohort programs, initial state [S, R, 3 or K + 1, ...], rhos, w and keys."""
+    c = run.config
+    model = baselines.make_benchmark_cohort(run.datas[0].dims, hidden=tuple(c.cohort.head_hiddens),
+                                            out_dim=c.num_classes)
+    step = baselines.make_coop_step(model.apply, learning_rate=c.train.learning_rate,
+                                    reproduce_b17=c.baselines.coop_b17) if coop else None
+    progs = make_cohort_programs(c, model.apply, stack_splits(run.datas, raw_layout), step)
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 100 + coop))(run.keys)
     params = jax.vmap(model.init)(keys)
-    return runner, params, jax.vmap(runner.step.init_opt)(params), keys
+    rhos = baselines.coop_rhos(c.rho_list) if coop else [0.0]
+    p, o = program.stage_init(params, jax.vmap(progs.step.init_opt)(params), len(rhos),
+                              warm=None)
+    w = jnp.ones((len(run.seeds), len(rhos), model.spec.num_members), jnp.float32)
+    k = jnp.stack([jax.vmap(lambda key, r=r: jax.random.fold_in(key, r))(keys)
+                   for r in range(len(rhos))], axis=1)
+    return progs, p, o, rhos, w, k
 
 
-def _stage_baselines(ctx, done):
-    """Early fusion and unimodal networks (spec 4), trained independently (rho = 0)."""
-    runner, params, opt, keys = _benchmark_runner(ctx, coop=False)
-    ones = np.ones((len(ctx.seeds), 1, jax.tree.leaves(params)[0].shape[1]))
-    return runner.run(_repeat(params, 1), _repeat(opt, 1), [0.0], ones, _keys(keys, [0]))
+def run_baseline_stage(run: Run, name: str, **hooks) -> records.StageRecord:
+    """The "baselines" (rho = 0) or "coop" (rho list filtered to [0, 1)) stage."""
+    progs, p, o, rhos, w, k = _baseline_setup(run, coop=name == "coop")
+    return program.run_stage(progs.program, p, o, progs.data, rhos, w, k, name=name,
+                             chunk_epochs=chunk_epochs(run.config), predict=progs.predict,
+                             **hooks)
 
 
-def _stage_coop(ctx, done):
-    """Cooperative learning over the rho list filtered to [0, 1), one program over rho."""
-    runner, params, opt, keys = _benchmark_runner(ctx, coop=True)
-    rhos = baselines.coop_rhos(ctx.config.rho_list)
-    ones = np.ones((len(ctx.seeds), len(rhos), 3))
-    return runner.run(_repeat(params, len(rhos)), _repeat(opt, len(rhos)), rhos, ones,
-                      _keys(keys, range(len(rhos))))
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-class _Context:
-    """What every stage reads: config, data, cohort programs, initial state, keys, weights."""
-
-    def __init__(self, config, seeds):
-        self.config = config
-        self.seeds = seeds
-        self.datas = [DATA_SOURCES[config.data.source](config, s) for s in seeds]
-        base = [jax.random.split(jax.random.key(s), 3) for s in seeds]
-        init_keys, self.keys, self.stack_keys = (jnp.stack(k) for k in zip(*base))
-        self.spec, self.model, self.params0, self.inputs = build_cohort(config, self.datas,
-                                                                        init_keys)
-        self.runner = _Runner(config, self.model, self.inputs)
-        self.opt0 = jax.vmap(self.runner.step.init_opt)(self.params0)
-        self.best_shape = (len(seeds), self.spec.num_members)
-        self.stacker = evaluation.make_stacking_fitter(
-            task=config.task, n_train=self.inputs["y_train"].shape[1],
-            num_members=self.spec.num_members, num_classes=config.num_classes,
-            epochs=config.ensembles.meta_learner_epochs, batch_size=config.train.batch_size,
-            learning_rate=config.ensembles.meta_learner_lr)
-        self.weights, self.clusters = None, None
-
-    def set_weights(self, indep):
-        pairs = [divergence_weights(self.config, indep["best_val"][s, 0], seed)
-                 for s, seed in enumerate(self.seeds)]
-        self.weights = np.stack([np.asarray(w, np.float32) for w, _ in pairs])
-        self.clusters = [c for _, c in pairs]
-
-
-STAGES = {"indep": _stage_indep, "mutual": _stage_mutual, "b1_other": _stage_b1_other,
-          "baselines": _stage_baselines, "coop": _stage_coop}
-
-
-def active_stages(config):
-    names = ["indep", "mutual"] + (["b1_other"] if config.report_both_b1 else [])
+def active_stages(config) -> list:
+    names = [program.INDEP, program.MUTUAL] + ([program.B1_OTHER] if config.report_both_b1 else [])
     names += ["baselines"] if config.baselines.run else []
     return names + (["coop"] if config.baselines.coop else [])
 
 
-def _stage_rhos(config, name):
+def stage_rhos(config, name: str) -> list:
     rhos = [float(r) for r in config.rho_list]
-    return {"indep": [0.0], "mutual": rhos[1:], "b1_other": rhos[1:2],
+    return {program.INDEP: [0.0], program.MUTUAL: rhos[1:], program.B1_OTHER: rhos[1:2],
             "coop": baselines.coop_rhos(rhos)}.get(name, [0.0])
 
 
-def _log_stage(writer, name, index, record, rhos, epochs):
-    curve, train = record["val_curve"].mean(0), record["train_task"].mean(0)   # [R, E, M]
-    for e in range(epochs):
-        scalars = {}
-        for r, rho in enumerate(rhos):
-            tag = f"{name}/rho_{rho:g}"
-            scalars[f"{tag}/val_task_mean"] = curve[r, e].mean()
-            scalars[f"{tag}/train_task_mean"] = train[r, e].mean()
-            scalars.update({f"{tag}/val_task/member_{c:02d}": v for c, v in enumerate(curve[r, e])})
-        writer.write_scalars(index * epochs + e + 1, scalars)
-    writer.flush()
+class _Saver:
+    """Stage bookkeeping of one run: checkpoints, metric logs, progress bar, timing.
+
+    The checkpoint step is the number of epochs done over all stages; metrics.jsonl rows have
+    step stage_index * E + epoch + 1.
+    """
+
+    def __init__(self, run: Run, workdir: str):
+        self.config, self.names = run.config, active_stages(run.config)
+        self.epochs = int(run.config.train.epochs)
+        self.config_json = run.config.to_json(sort_keys=True)
+        self.ckpt = RunCheckpoints(workdir)
+        self.done, self.timing, self.logged, self.progress = {}, {}, {}, None
+        self.writer = self.bar = None
+        self.workdir, self.partial, self.t0 = workdir, 0.0, time.time()
+
+    def restore(self, likes: Callable) -> None:
+        """Loads the latest checkpoint (likes(stage) -> (RunState like, WarmState like))."""
+        restored = self.ckpt.restore_latest(None)
+        step = 0
+        if restored is not None:
+            meta = restored.meta
+            if meta["config"] != self.config_json:
+                raise ValueError(f"workdir {self.workdir} holds a checkpoint of a different "
+                                 "config; use a new --workdir or delete its checkpoints/ folder.")
+            step, self.timing = restored.step, dict(meta["timing"])
+            self.done = {k: records.unpack_record(v, likes(k)[1] if "warm" in v else None)
+                         for k, v in restored.state.get("done", {}).items()}
+            self.logged = {k: self.epochs for k in self.done}
+            if meta["progress"] is not None:
+                name, epoch = meta["progress"]["stage"], int(meta["progress"]["epoch"])
+                state = records.unpack_tree(restored.state["progress"], likes(name)[0])
+                self.progress, self.logged[name] = Progress(name, epoch, state), epoch
+                self.partial = self.timing.get(name, 0.0)
+        self.writer = MetricWriter(self.workdir)
+        self.writer.truncate_after(step)
+        self.bar = tqdm.tqdm(total=len(self.names) * self.epochs, initial=step,
+                             desc="Meta Fusion", unit="epoch")
+
+    def _log(self, name, val_curve, train_task, last):
+        """Logs epochs [logged, last) of stage `name` (curves [S, R, E, M])."""
+        first, index = self.logged.get(name, 0), self.names.index(name)
+        curve, train = np.asarray(val_curve).mean(0), np.asarray(train_task).mean(0)
+        for e in range(first, last):
+            scalars = {}
+            for r, rho in enumerate(stage_rhos(self.config, name)):
+                tag = f"{name}/rho_{rho:g}"
+                scalars[f"{tag}/val_task_mean"] = curve[r, e].mean()
+                scalars[f"{tag}/train_task_mean"] = train[r, e].mean()
+                scalars.update({f"{tag}/val_task/member_{c:02d}": v
+                                for c, v in enumerate(curve[r, e])})
+            self.writer.write_scalars(index * self.epochs + e + 1, scalars)
+        self.writer.flush()
+        self.logged[name] = last
+        self.bar.update(last - first)
+
+    def _save(self, name, epoch, progress_state):
+        self.timing[name] = self.partial + time.time() - self.t0
+        state = {"done": {k: records.pack_record(v) for k, v in self.done.items()}}
+        meta = {"stage": name, "completed": list(self.done), "timing": self.timing,
+                "progress": None, "config": self.config_json}
+        if progress_state is not None:
+            state["progress"] = records.pack_tree(progress_state)
+            meta["progress"] = {"stage": name, "epoch": epoch}
+        if not state["done"]:
+            del state["done"]
+        self.ckpt.save_latest(self.names.index(name) * self.epochs + epoch, state, meta)
+
+    def on_chunk(self, progress: Progress) -> None:
+        self._log(progress.stage, progress.state.val_curve, progress.state.train_task,
+                  progress.epoch)
+        self._save(progress.stage, progress.epoch, progress.state)
+
+    def on_stage(self, name: str, record: records.StageRecord) -> None:
+        self._log(name, record.val_curve, record.train_task, self.epochs)
+        self.done[name] = record
+        self._save(name, self.epochs, None)
+        self.partial, self.t0, self.progress = 0.0, time.time(), None
+
+    def hooks(self, names) -> dict:
+        """Keyword arguments of a stage runner: the progress if it is one of `names`."""
+        progress = self.progress if self.progress and self.progress.stage in names else None
+        return dict(on_chunk=self.on_chunk, progress=progress)
+
+    def close(self) -> None:
+        self.ckpt.close()
+        for closer in (self.writer, self.bar):
+            if closer is not None:
+                closer.close()
 
 
-def _pack_warm(record):
-    if "warm" in record:  # leaves only: orbax gives optax NamedTuples back as dicts
-        record["warm"] = {k: jax.tree.leaves(v) for k, v in record["warm"].items()}
-    return record
+def _likes(run: Run) -> Callable:
+    """stage -> (RunState like, WarmState like): the tree structures a checkpoint restores to."""
+    def likes(name):
+        if name in SCHEDULE_STAGES:
+            init = lambda p0: run.cohort.program.init_seeds(
+                *program.stage_init(p0, jax.vmap(run.cohort.step.init_opt)(p0), 1, warm=None))
+            state = jax.eval_shape(init, run.params0)
+            return state, WarmState(state.params, state.opt_state)
+        progs, p, o, *_ = _baseline_setup(run, coop=name == "coop")
+        return jax.eval_shape(progs.program.init_seeds, p, o), None
+    return likes
 
 
-def _unpack_warm(ctx, record):
-    if "warm" in record:
-        like = {"params": _repeat(ctx.params0, 1), "opt": _repeat(ctx.opt0, 1)}
-        record["warm"] = {k: jax.tree.unflatten(jax.tree.structure(like[k]), record["warm"][k])
-                          for k in like}
-    return record
+def run_stages(run: Run, workdir: str):
+    """Runs (or restores, resuming inside a stage) every active stage.
 
-
-def run_stages(ctx, workdir):
-    """Runs (or restores) every active stage; returns ({stage: record}, {stage: seconds})."""
-    config, names = ctx.config, active_stages(ctx.config)
-    ckpt = RunCheckpoints(workdir)
-    done, timing = {}, {}
-    restored = ckpt.restore_latest(None)
-    if restored is not None:
-        if restored.meta["config"] != config.to_json(sort_keys=True):
-            ckpt.close()
-            raise ValueError(f"workdir {workdir} holds a checkpoint of a different config; use a "
-                             "new --workdir or delete its checkpoints/ folder.")
-        done = {k: _unpack_warm(ctx, dict(v)) for k, v in restored.state.items()}
-        timing = dict(restored.meta["timing"])
-    writer = MetricWriter(workdir)
-    writer.truncate_after(len(done) * config.train.epochs)
+    Returns:
+      (program.ScheduleResult, {"baselines" / "coop": StageRecord}, {stage: seconds}).
+    """
+    saver = _Saver(run, workdir)
     try:
-        for index, name in enumerate(tqdm.tqdm(names, desc="Meta Fusion stages", unit="stage")):
-            if name == "mutual" or name == "b1_other":
-                ctx.set_weights(done["indep"]) if ctx.weights is None else None
-            if name in done:
-                continue
-            start = time.time()
-            record = STAGES[name](ctx, done)
-            timing[name] = time.time() - start
-            if "val_curve" in record:
-                _log_stage(writer, name, index, record, _stage_rhos(config, name),
-                           config.train.epochs)
-            done[name] = record
-            rho_runs = sorted({r for n in done for r in _stage_rhos(config, n)})
-            ckpt.save_latest(index + 1, {k: _pack_warm(dict(v)) for k, v in done.items()},
-                             {"stage": name, "completed": list(done), "rho_runs_completed":
-                              rho_runs, "timing": timing,
-                              "config": config.to_json(sort_keys=True)})
-            ckpt.wait()
-            done[name] = _unpack_warm(ctx, _pack_warm(dict(record)))
+        saver.restore(_likes(run))
+        done = {k: v for k, v in saver.done.items() if k in SCHEDULE_STAGES}
+        schedule = run_schedule(run, done=done, on_stage=saver.on_stage,
+                                **saver.hooks(SCHEDULE_STAGES))
+        extra = {}
+        for name in [n for n in saver.names if n not in SCHEDULE_STAGES]:
+            if name not in saver.done:
+                saver.on_stage(name, run_baseline_stage(run, name, **saver.hooks([name])))
+            extra[name] = saver.done[name]
     finally:
-        ckpt.close()
-        writer.close()
-    return done, timing
+        saver.close()
+    return schedule, extra, dict(saver.timing)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, data=None) -> dict:
     """Trains every stage (resuming from `workdir`), evaluates, writes `workdir/results.json`.
 
     Args:
       config: a `configs/metafusion.py` ConfigDict.
       workdir: output folder (results.json, metrics.jsonl, TensorBoard events, checkpoints/).
+      data: None (the built-in `config.data.source`), a `MultiModalData` for every seed, or a
+        function seed -> `MultiModalData` (see `inputs.resolve`).
 
     Returns:
-      The results.json dict (see the module docstring).
+      The results.json dict (see `evaluation`), with `timing` and `config`.
 
     Raises:
-      ValueError: bad config values or data; FloatingPointError: a non-finite loss (nothing is
-        saved for that stage and no results.json is written).
+      ValueError: bad config values or data, a workdir of another config; FloatingPointError: a
+        non-finite loss (nothing is saved for those epochs and no results.json is written).
     """
-    validate_config(config)
     start = time.time()
     seeds = [int(config.seed) + s for s in range(int(config.num_seeds))]
-    ctx = _Context(config, seeds)
-    if config.baselines.coop and len(ctx.datas[0].dims) != 2:
-        config_error("baselines.coop", "False unless there are exactly 2 modalities", True)
-    done, timing = run_stages(ctx, workdir)
-    if ctx.weights is None:
-        ctx.set_weights(done["indep"])
+    config, datas = inputs.resolve(config, data, seeds)   # validates the config before and after
+    run = build_run(config, datas, seeds)
+    schedule, extra, timing = run_stages(run, workdir)
+    stacker = evaluation.make_stacking_fitter(
+        task=config.task, n_train=run.inputs["y_train"].shape[1],
+        num_members=run.spec.num_members, num_classes=config.num_classes,
+        epochs=config.ensembles.meta_learner_epochs, batch_size=config.train.batch_size,
+        learning_rate=config.ensembles.meta_learner_lr)
     ev = evaluation.evaluate_runs(
-        done["indep"], done["mutual"], benchmark=done.get("baselines"), coop=done.get("coop"),
-        b1_other=done.get("b1_other"),
-        ys={sp: np.asarray(ctx.inputs[f"y_{sp}"]) for sp in SPLITS}, stacker=ctx.stacker,
-        stack_keys=ctx.stack_keys, clusters=ctx.clusters, task=config.task,
-        adversarial=config.divergence_weights == "adversarial")
+        schedule, benchmark=extra.get("baselines"), coop=extra.get("coop"),
+        ys={sp: np.asarray(run.inputs[f"y_{sp}"]) for sp in SPLITS}, stacker=stacker,
+        stack_keys=run.stack_keys, task=config.task)
     results = evaluation.assemble_results(
-        ev, dataset=ctx.datas[0].name, setting=config.data.setting, seeds=seeds,
-        task=config.task, rho_list=config.rho_list, clusters=ctx.clusters, weights=ctx.weights,
-        dims=ctx.spec.dims, b1_warm_start=not config.warm_start_b1)
+        ev, dataset=datas[0].name, setting=config.data.setting, seeds=seeds, task=config.task,
+        rho_list=config.rho_list, clusters=schedule.clusters, weights=schedule.weights,
+        dims=run.spec.dims, b1_warm_start=not config.warm_start_b1)
     timing["total_s"] = time.time() - start
     results["timing"] = timing
     results["config"] = config.to_dict()
