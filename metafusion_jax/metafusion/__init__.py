@@ -17,8 +17,10 @@ Or piece by piece (letters: M members, K modalities, D_k widths, B batch, C outp
 * Extractors: `make_identity_extractor`, `make_pca_extractor` (inputs from `pca_inputs`),
   `make_separate_extractor`, `make_encoder_extractor` (chains from `pretrain_chain`).
 * Mutual learning: `task_loss`, `divergence_matrix` [M, M], `joint_loss`, `make_cohort_step`
-  (M Adams over the stacked params); `make_program` (a whole rho-run under `lax.scan`),
-  `run_schedule` (rho = 0, the weights, every rho > 0), `choose_rho`.
+  (M Adams over the stacked params); `make_program` (a whole rho-run as one jitted
+  epoch loop over `lax.scan`ned batches, vmapped over rho and seeds, runnable in epoch chunks),
+  `run_stage` (one stage in checkpointable chunks -> `StageRecord`), `run_schedule` (rho = 0,
+  the weights, every rho > 0, the B1 warm start -> `ScheduleResult`), `choose_rho`.
 * Divergence weights: `clustering_weights`, `adversarial_weights`, `uniform_weights`.
 * Ensembles on member outputs [M, N, C]: `best_single`, `simple_average`, `weighted_average`,
   `inverse_loss_weights`, `greedy_selection` / `greedy_predict` (the paper's "Meta Fusion"),
@@ -55,7 +57,11 @@ from metafusion_jax.metafusion.mutual import make_cohort_step
 from metafusion_jax.metafusion.mutual import task_loss
 from metafusion_jax.metafusion.program import choose_rho
 from metafusion_jax.metafusion.program import make_program
+from metafusion_jax.metafusion.program import ScheduleResult
 from metafusion_jax.metafusion.program import run_schedule
+from metafusion_jax.metafusion.program import run_stage
+from metafusion_jax.metafusion.records import RunState
+from metafusion_jax.metafusion.records import StageRecord
 from metafusion_jax.metafusion.weights import adversarial_weights
 from metafusion_jax.metafusion.weights import clustering_weights
 from metafusion_jax.metafusion.weights import uniform_weights
@@ -64,7 +70,10 @@ __all__ = [
     "Cohort",
     "CohortSpec",
     "MultiModalData",
+    "RunState",
+    "ScheduleResult",
     "Split",
+    "StageRecord",
     "adversarial_weights",
     "best_single",
     "choose_rho",
@@ -87,6 +96,7 @@ __all__ = [
     "pca_inputs",
     "pretrain_chain",
     "run_schedule",
+    "run_stage",
     "simple_average",
     "stack",
     "stacking_predict",
