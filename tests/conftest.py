@@ -47,3 +47,11 @@ def fast_compile_module():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer tests, excluded from the default CI run")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With WRITE_RELIABILITY_DOC=1: docs/RELIABILITY.md's bad-input table from this run."""
+    if os.environ.get("WRITE_RELIABILITY_DOC") != "1" or exitstatus != 0:
+        return
+    import reliability_doc  # noqa: WPS433  (tests/reliability_doc.py, only when writing)
+    reliability_doc.write(session.config.rootpath)
