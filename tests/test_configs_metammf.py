@@ -4,6 +4,7 @@ import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 
 from metafusion_jax.configs import metammf as metammf_configs
@@ -11,6 +12,7 @@ from metafusion_jax.metammf import graph as graph_lib
 from metafusion_jax.metammf import inputs
 from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train
+from reliability import bad_input
 
 N_USERS, N_ITEMS = 7, 11
 # Feature width each variant feeds the model: ml100k title 64 + genre_year 21 + kg 65 (no PCA);
@@ -165,3 +167,35 @@ def test_bad_field_values_raise():
     config.data.source = "amazon"
     with pytest.raises(ValueError, match="config.data.source"):
         train.validate_config(config)
+
+
+def test_run_fields_are_checked():
+    config = metammf_configs.get_config("smoke")
+    config.eval_chunk = -3
+    with bad_input("MetaMMF config: eval_chunk of -3", match=r"config.eval_chunk must be an int "
+                                                             r">= 1 .*got -3"):
+        train.validate_config(config)
+    config = metammf_configs.get_config("smoke")
+    config.model.gcn_dropout = (0.5,)
+    with bad_input("MetaMMF config: gcn_dropout with one rate",
+                   match=r"config.model.gcn_dropout must be two dropout rates"):
+        train.validate_config(config)
+    # ConfigDict's type safety stops --config.seed=1.5 and the like; a config built without it
+    # (type_safe=False) meets the same checks in validate_config.
+    loose = lambda: ml_collections.ConfigDict(metammf_configs.get_config("smoke").to_dict(),
+                                              type_safe=False)
+    for field, value, match in [("seed", 1.5, r"config.seed must be an int, got 1.5"),
+                                ("eval_chunk", 2.5, r"config.eval_chunk must be an int >= 1"),
+                                ("data_parallel", 1, r"config.data_parallel must be True or")]:
+        config = loose()
+        config[field] = value
+        with pytest.raises(ValueError, match=match):
+            train.validate_config(config)
+    config = loose()
+    config.data.standardize = "yes"
+    with bad_input("MetaMMF config: data.standardize not a bool",
+                   match=r"config.data.standardize must be True or False, got 'yes'"):
+        train.validate_config(config)
+    config = metammf_configs.get_config("smoke")
+    del config.data["standardize"]  # a config written before the field existed: its default
+    train.validate_config(config)

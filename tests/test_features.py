@@ -51,3 +51,31 @@ def test_pca_matches_eigendecomposition_of_covariance():
 def test_bad_inputs_raise(feats, pca, match):
     with pytest.raises(ValueError, match=match):
         features.prepare_item_features(feats, pca)
+
+
+def test_standardize_columns_over_items():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 4)) * np.array([1e4, 1.0, 3.0, 0.0]) + 5.0
+    z = features.standardize_columns(x)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(z[:, :3].std(0), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(z[:, 3], 0.0)  # a constant column
+    f = _feats(rng)
+    out, _ = features.prepare_item_features(f, {"v": 2}, standardize=True)
+    raw, _ = features.prepare_item_features(
+        {k: features.standardize_columns(v) for k, v in f.items()}, {"v": 2})
+    np.testing.assert_array_equal(out, raw)  # standardise first, then PCA
+    same, _ = features.prepare_item_features(f)
+    np.testing.assert_array_equal(same, features.prepare_item_features(f, standardize=False)[0])
+
+
+def test_check_feature_scale_warns_per_modality():
+    rng = np.random.default_rng(3)
+    out, slices = features.prepare_item_features({"v": rng.normal(size=(20, 3)) * 1e4,
+                                                  "t": rng.normal(size=(20, 2))})
+    with pytest.warns(UserWarning, match=r"toy: item features 'v' reach \|x\| = \S+e\+04 "
+                                         r"\(RMS \S+\), far above the ~1 scale"):
+        warned = features.check_feature_scale(out, slices, "toy")
+    assert list(warned) == ["v"]
+    assert features.check_feature_scale(out, slices, "toy", limit=1e6) == {}

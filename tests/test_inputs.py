@@ -1,7 +1,7 @@
 """inputs.resolve: the config filled from the data, and one error per way a config value can
 contradict the data (naming the field, the data's value and the fix), before anything trains."""
 import numpy as np
-import pytest
+from reliability import bad_input
 
 from metafusion_jax.configs import metafusion as mf_configs
 from metafusion_jax.data.multiview.container import MultiModalData
@@ -53,39 +53,53 @@ def test_data_as_a_function_of_the_seed():
     assert resolved.cohort.mod_hiddens == ((), ())
 
 
-@pytest.mark.parametrize("change,data_kwargs,message", [
-    (dict(task="classification", num_classes=3), {},
-     r"config.task: expected 'regression' \(the data's task\), got 'classification'. "
-     r"Set config.task = 'regression', or ''"),
-    (dict(), dict(task="classification"),
-     r"config.task: expected 'classification' \(the data's task\), got 'regression'"),
-    (dict(task="classification", num_classes=4), dict(task="classification"),
-     r"config.num_classes: expected 3 \(the data's n_classes\), got 4. Set config.num_classes = 3"),
-    (dict(mod_outs=((0, 4, 8),)), {}, r"config.cohort.mod_outs: expected 2 tuples.*widths \(8, 5\)"),
-    (dict(mod_outs=((0, 4, 9), (0, 5))), {}, r"config.cohort.mod_outs\[0\]: expected dims in "
-     r"\[0, 8\].*Remove \[9\]"),
-    (dict(mod_hiddens=((4,), (4,), (4,))), {}, r"config.cohort.mod_hiddens: expected 2 tuples"),
-    (dict(), dict(widths=(8, 5, 3)), r"config.cohort.mod_outs: expected 3 tuples"),
-])
-def test_config_contradicting_the_data_raises(change, data_kwargs, message):
+def _resolve(data_kwargs=None, **change):
     config = _config()
     for k, v in change.items():
         (config.cohort if k in config.cohort else config)[k] = v
-    with pytest.raises(ValueError, match=message):
-        inputs.resolve(config, _data(**data_kwargs), [0])
+    return inputs.resolve(config, _data(**(data_kwargs or {})), [0])
+
+
+def test_config_contradicting_the_data_raises():
+    with bad_input("Meta Fusion config: classification task on regression (continuous) data",
+                   match=r"config.task: expected 'regression' \(the data's task\), got "
+                   r"'classification'. Set config.task = 'regression', or ''"):
+        _resolve(task="classification", num_classes=3)
+    with bad_input("Meta Fusion config: regression task on classification data",
+                   match=r"config.task: expected 'classification' \(the data's task\), got "
+                   r"'regression'"):
+        _resolve(dict(task="classification"))
+    with bad_input("Meta Fusion config: num_classes other than the data's classes",
+                   match=r"config.num_classes: expected 3 \(the data's n_classes\), got 4. Set "
+                   r"config.num_classes = 3"):
+        _resolve(dict(task="classification"), task="classification", num_classes=4)
+    with bad_input("Meta Fusion config: fewer cohort.mod_outs tuples than modalities",
+                   match=r"config.cohort.mod_outs: expected 2 tuples.*widths \(8, 5\)"):
+        _resolve(mod_outs=((0, 4, 8),))
+    with bad_input("Meta Fusion config: a cohort dim above the modality width",
+                   match=r"config.cohort.mod_outs\[0\]: expected dims in \[0, 8\].*Remove \[9\]"):
+        _resolve(mod_outs=((0, 4, 9), (0, 5)))
+    with bad_input("Meta Fusion config: more cohort.mod_hiddens tuples than modalities",
+                   match=r"config.cohort.mod_hiddens: expected 2 tuples"):
+        _resolve(mod_hiddens=((4,), (4,), (4,)))
+    with bad_input("Meta Fusion config: more modalities in the data than cohort.mod_outs tuples",
+                   match=r"config.cohort.mod_outs: expected 3 tuples"):
+        _resolve(dict(widths=(8, 5, 3)))
 
 
 def test_pca_dim_above_n_fit():
-    # N = 10: test 2, val 2, train 6 -> N_fit = 8 < 20 < 30 = width.
-    config = _config(mod_outs=((0, 20, 30), (0, 5)))
-    with pytest.raises(ValueError, match=r"PCA latent dims <= min\(N_fit, D\) = 8 \(PCA is fitted "
-                       r"on the 8 train\+val rows\)"):
-        inputs.resolve(config, _data(n=10, widths=(30, 5)), [0])
+    # N = 30: test 6, val 6, train 18 -> N_fit = 24 < 26 < 30 = width.
+    config = _config(mod_outs=((0, 26, 30), (0, 5)))
+    with bad_input("Meta Fusion config: a PCA latent dim above the train+val rows",
+                   match=r"PCA latent dims <= min\(N_fit, D\) = 24 \(PCA is fitted on the 24 "
+                   r"train\+val rows\)"):
+        inputs.resolve(config, _data(n=30, widths=(30, 5)), [0])
 
 
 def test_coop_on_the_wrong_data_raises_without_auto():
     config = _config(mod_outs=((0, 4, 8), (0, 5), (0, 3)), mod_hiddens=())
-    with pytest.raises(ValueError, match=r"config.baselines.coop.*the data have 3 modalities"):
+    with bad_input("Meta Fusion config: Coop on data of 3 modalities without coop_auto",
+                   match=r"config.baselines.coop.*the data have 3 modalities"):
         inputs.resolve(config, _data(widths=(8, 5, 3)), [0])
     config = mf_configs.get_config("mfeat")
     config.data.source, config.num_classes = "", 0
@@ -96,21 +110,25 @@ def test_coop_on_the_wrong_data_raises_without_auto():
 
 
 def test_seeds_with_different_data_shapes_raise():
-    with pytest.raises(ValueError, match=r"seed 1 has modality widths \(8, 6\), but seed 0 has "
-                       r"\(8, 5\)"):
+    with bad_input("Meta Fusion data: seeds whose data have different modality widths",
+                   match=r"seed 1 has modality widths \(8, 6\), but seed 0 has \(8, 5\)"):
         inputs.resolve(_config(), lambda s: _data(widths=(8, 5 + s)), [0, 1])
-    with pytest.raises(ValueError, match=r"seed 1 has split sizes.*\(36, 12, 12\)"):
+    with bad_input("Meta Fusion data: seeds whose data have different split sizes",
+                   match=r"seed 1 has split sizes.*\(36, 12, 12\)"):
         inputs.resolve(_config(), lambda s: _data(n=50 + 10 * s), [0, 1])
 
 
 def test_bad_data_arguments():
     config = mf_configs.get_config("default")
-    with pytest.raises(ValueError, match="config.data.source.*pass data="):
+    with bad_input("Meta Fusion config: no data passed and no data.source",
+                   match="config.data.source.*pass data="):
         inputs.resolve(config, None, [0])
-    with pytest.raises(ValueError, match="data must be None.*got ndarray"):
+    with bad_input("Meta Fusion data: data= an array instead of a MultiModalData",
+                   match="data must be None.*got ndarray"):
         inputs.resolve(config, np.zeros((3, 3)), [0])
     bad = _data()._replace(task="ranking")
-    with pytest.raises(ValueError, match="task must be one of"):
+    with bad_input("Meta Fusion data: hand-built data with an unknown task",
+                   match="task must be one of"):
         inputs.resolve(config, bad, [0])
-    with pytest.raises(ValueError, match="seeds"):
+    with bad_input("Meta Fusion inputs: resolve with no seeds", match="seeds"):
         inputs.resolve(config, _data(), [])

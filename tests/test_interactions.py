@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from metafusion_jax.data.rec import interactions
+from reliability import bad_input
 
 
 def _data(**overrides):
@@ -159,3 +160,33 @@ def test_per_user_split_matches_loop_reference():
 def test_per_user_split_bad_fractions():
     with pytest.raises(ValueError, match="fractions"):
         interactions.per_user_split(np.zeros((2, 2), int), 1, 0, fractions=(0.5, 0.1, 0.1))
+
+
+def test_float64_features_beyond_float32_range():
+    x = np.zeros((4, 2), np.float64)
+    x[1, 0] = 1e39  # finite in float64, inf in float32
+    with bad_input("MetaMMF data: float64 features beyond the float32 range",
+                   match=r"x: features\['b'\] has 1 values beyond the float32 range \(\|x\| > "
+                         r"3.4e\+38\) in 1 items \(first item ids \[1\], largest \|x\| 1e\+39\)"
+                         r"; they would become inf"):
+        interactions.validate_interactions(_data(features={"a": x[:, :1] * 0, "b": x}), "x")
+
+
+def test_per_user_split_checks_ids():
+    pairs = np.array([[0, 1], [1, 2], [2, 0]])
+    with bad_input("per_user_split: a negative user id",
+                   match=r"per_user_split: user ids must lie in \[0, n_users=3\), got range "
+                         r"\[-1, 1\]"):
+        interactions.per_user_split(pairs - np.array([1, 0]), 3, 0)
+    with bad_input("per_user_split: a user id >= n_users",
+                   match=r"per_user_split: user ids must lie in \[0, n_users=2\), got range "
+                         r"\[0, 2\]. Remap ids to 0-based, or pass the right n_users"):
+        interactions.per_user_split(pairs, 2, 0)
+    with bad_input("per_user_split: a negative item id",
+                   match=r"per_user_split: item ids must be >= 0, got the smallest -1"):
+        interactions.per_user_split(pairs - np.array([0, 1]), 3, 0)
+    with bad_input("per_user_split: n_users not a positive int",
+                   match=r"per_user_split: n_users must be a positive int, got 2.5"):
+        interactions.per_user_split(pairs, 2.5, 0)
+    train, val, test = interactions.per_user_split(np.zeros((0, 2), int), 3, 0)
+    assert train.shape == val.shape == test.shape == (0, 2)

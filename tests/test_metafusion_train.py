@@ -187,7 +187,7 @@ def test_resume_with_another_config_is_refused(smoke_run):
     workdir, _, _ = smoke_run
     config = tiny_config()
     config.train.epochs = 3
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different run \(train.epochs: saved 2, now 3\)"):
         train.train_and_evaluate(config, workdir)
 
 

@@ -10,6 +10,7 @@ from metafusion_jax.data.rec import mmgcn
 from metafusion_jax.data.rec import synthetic as synthetic_rec
 from metafusion_jax.configs import metammf as metammf_configs
 from metafusion_jax.metammf import inputs
+from reliability import bad_input
 
 
 @pytest.fixture
@@ -107,20 +108,23 @@ def test_stray_user_id_is_reported_as_a_user_id(tmp_path, toy):
     rows = np.append(rows, np.empty(1, object))
     rows[-1] = [99, toy.n_users + 1]
     np.save(tmp_path / "val_full.npy", rows, allow_pickle=True)
-    with pytest.raises(ValueError, match=r"val_full.npy: user id 99 is >= \d+ \(the smallest "
-                                         r"stored item id; .*A stray user id"):
+    with bad_input("MMGCN files: a stray user id in val_full.npy",
+                   match=r"val_full.npy: user id 99 is >= \d+ \(the smallest stored item id; "
+                         r".*A stray user id"):
         mmgcn.load_mmgcn(str(tmp_path))
     rows[-1] = [31, toy.n_users + 1]
     np.save(tmp_path / "val_full.npy", rows, allow_pickle=True)
-    with pytest.raises(ValueError, match=r"val_full.npy: user id 31 is >= 30 \(n_users=30\)"):
+    with bad_input("MMGCN files: a user id >= the n_users passed",
+                   match=r"val_full.npy: user id 31 is >= 30 \(n_users=30\)"):
         mmgcn.load_mmgcn(str(tmp_path), n_users=30)
 
 
 def test_pickled_dict_in_val_full(tmp_path, toy):
     mmgcn.write_mmgcn(tmp_path, toy)
     np.save(tmp_path / "val_full.npy", np.array({0: [30]}, dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=r"val_full.npy: expected one row per user \[user, "
-                                         r"item \+ n_users, ...\] .*got a pickled dict"):
+    with bad_input("MMGCN files: a pickled dict in val_full.npy",
+                   match=r"val_full.npy: expected one row per user \[user, item \+ n_users, "
+                         r"...\] .*got a pickled dict"):
         mmgcn.load_mmgcn(str(tmp_path))
 
 

@@ -10,6 +10,7 @@ from metafusion_jax.metammf import graph as graph_lib
 from metafusion_jax.metammf import layers
 from metafusion_jax.metammf import losses
 from metafusion_jax.metammf import models
+from reliability import bad_input
 
 
 pytestmark = pytest.mark.usefixtures("fast_compile_module")
@@ -178,3 +179,14 @@ def test_static_mlp_is_metammf_with_static_fusion(backbone):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError):  # fusion is fixed, not an option
         _make("static_mlp", fusion="cp")
+
+
+def test_dropout_rates_outside_zero_one_raise():
+    with bad_input("make_metammf: gcn_dropout of 1.0",
+                   match=r"gcn_dropout must be two dropout rates in \[0, 1\) \(after GCN layer "
+                         r"1, on its output\), got \(1.0, 0.2\). A rate of 1 drops everything"):
+        _make("metammf", gcn_dropout=(1.0, 0.2))
+    for rates in ((0.5, -0.1), (0.5,), (0.1, 0.2, 0.3)):
+        with pytest.raises(ValueError, match="gcn_dropout must be two dropout rates"):
+            _make("static_mlp", gcn_dropout=rates)
+    _make("metammf", gcn_dropout=(0.0, 0.0))

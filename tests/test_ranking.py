@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from metafusion_jax.metrics.ranking import ranking_metrics
+from reliability import bad_input
 
 
 def reference_metrics(user_emb, item_emb, train, evals, ks, exclude=None):
@@ -181,3 +182,25 @@ def test_errors(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         ranking_metrics(**args)
+
+
+def _args(**change):
+    args = dict(user_emb=np.ones((4, 2), np.float32), item_emb=np.ones((5, 2), np.float32),
+                train_pairs=np.array([[0, 1]]), eval_pairs=np.array([[0, 2]]), ks=(2,))
+    return {**args, **change}
+
+
+def test_non_integer_ks_and_chunk_size():
+    with bad_input("ranking_metrics: a non-integer cut-off (ks=(2.5,))",
+                   match=r"ks must be a non-empty sequence of integer cut-offs, got \(2.5,\); "
+                         r"a non-integer cut-off such as 2.5 has no meaning"):
+        ranking_metrics(**_args(ks=(2.5,)))
+    with bad_input("ranking_metrics: chunk_size of 2.5",
+                   match=r"chunk_size must be a positive integer \(users scored at once\), got "
+                         r"2.5"):
+        ranking_metrics(**_args(chunk_size=2.5))
+    for ks in ((True,), ()):
+        with pytest.raises(ValueError, match="ks must be a non-empty sequence of integer"):
+            ranking_metrics(**_args(ks=ks))
+    ints = ranking_metrics(**_args(ks=np.array([1, 2])))
+    assert ints == ranking_metrics(**_args(ks=(1, 2)))

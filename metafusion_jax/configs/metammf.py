@@ -35,6 +35,16 @@ Data fields for the MMGCN layout: `config.data.feature_files` = ((modality, file
 () reads whichever MovieLens feature files exist (Kwai-style folders have no acoustic file).
 With `config.data.pca_skip_absent` (on in the mmgcn variants) `pca_dims` entries of modalities
 the data lacks are dropped with a log line instead of raising.
+
+Feature scale. The models are initialised for item features of scale ~1. A modality whose
+largest |value| exceeds 1e3 (`metammf.features.MAX_FEATURE_SCALE`; e.g. features scaled by 1e4)
+trains to absurd losses and near-random metrics, so the trainer warns, naming the modality and
+its scale (and again if an epoch loss exceeds 100). `config.data.standardize=True` (default
+False, which keeps the features, and so the results, exactly as given) standardises every
+feature column to mean 0 and standard deviation 1 over items before the optional PCA.
+
+Field values are checked before anything is trained or written (`metammf.inputs.validate_config`):
+e.g. `model.gcn_dropout` must be two rates in [0, 1) and `eval_chunk` an int >= 1.
 """
 import ml_collections
 
@@ -65,6 +75,7 @@ def _base():
     config.data.modality_dims = ()     # synthetic only: ((name, width), ...); () = the default
     config.data.feature_files = ()     # mmgcn only: ((modality, file), ...); () = MovieLens names
     config.data.pca_skip_absent = False  # drop (and log) pca_dims of modalities the data lacks
+    config.data.standardize = False    # standardise every feature column over items (module doc)
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "metammf"      # key of metammf.models.MODELS

@@ -51,6 +51,11 @@ class CohortSpec(NamedTuple):
         return int(sum(self.widths))
 
 
+def _is_int(value) -> bool:
+    """An integer (numpy integers too, not bool); a float such as 60.5 or 60.0 is not one."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+
+
 def make_cohort_spec(mod_outs: Sequence[Sequence[int]],
                      modality_dims: Sequence[int]) -> CohortSpec:
     """Builds the cohort in the reference order: `itertools.product` of descending mod_outs.
@@ -64,9 +69,15 @@ def make_cohort_spec(mod_outs: Sequence[Sequence[int]],
       A CohortSpec with M = number of non-all-zero combinations.
 
     Raises:
-      ValueError: on mismatched lengths, empty lists, negative dims, dims above p_m, duplicates
-        or an empty cohort.
+      ValueError: on non-integer dims, mismatched lengths, empty lists, negative dims, dims
+        above p_m, duplicates or an empty cohort.
     """
+    for name, values in [("modality_dims", modality_dims)] + [
+            (f"mod_outs[{m}]", v) for m, v in enumerate(mod_outs)]:
+        bad = [v for v in values if not _is_int(v)]
+        if bad:
+            raise ValueError(f"{name} = {tuple(values)} has non-integer dims {bad}; give "
+                             "integers (e.g. 60, not 60.5).")
     modality_dims = tuple(int(p) for p in modality_dims)
     if len(mod_outs) != len(modality_dims) or not modality_dims:
         raise ValueError(
@@ -222,10 +233,10 @@ def make_cohort(spec: CohortSpec, extractor, *, hidden: Sequence[int], out_dim: 
       hidden: head hidden sizes, e.g. (300, 200, 100).
       out_dim: C (1 for regression, number of classes for classification).
     """
-    if out_dim < 1:
-        raise ValueError(f"out_dim must be >= 1, got {out_dim}.")
-    if any(h < 1 for h in hidden):
-        raise ValueError(f"hidden sizes must be >= 1, got {tuple(hidden)}.")
+    if not _is_int(out_dim) or out_dim < 1:
+        raise ValueError(f"out_dim must be an integer >= 1, got {out_dim!r}.")
+    if any(not _is_int(h) or h < 1 for h in hidden):
+        raise ValueError(f"hidden sizes must be integers >= 1, got {tuple(hidden)}.")
     mask = jnp.asarray(input_mask(spec))
 
     def init(key):

@@ -18,6 +18,7 @@ import numpy as np
 from metafusion_jax.data.multiview import mfeat
 from metafusion_jax.data.multiview import simulator
 from metafusion_jax.data.multiview.container import SPLITS, TASKS, MultiModalData, Split
+from metafusion_jax.data.multiview.container import min_rows, min_split_rows, split_sizes
 from metafusion_jax.data.multiview.container import validate_data
 from metafusion_jax.metafusion import cohort as cohort_lib
 from metafusion_jax.metafusion import extractors
@@ -29,6 +30,41 @@ WEIGHT_TYPES = ("clustering", "adversarial", "uniform")
 def config_error(field, expected, got, fix=""):
     """Raises ValueError: config.<field>: expected <expected>, got <got>. <fix>"""
     raise ValueError(f"config.{field}: expected {expected}, got {got!r}. {fix}".strip())
+
+
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _check_int_tuple(field, values, minimum, what):
+    """Every entry of `values` an integer >= minimum (a float like 60.5 would be truncated)."""
+    bad = [v for v in values if not _is_int(v) or (minimum is not None and v < minimum)]
+    if bad:
+        config_error(field, f"{what}: integers" + (f" >= {minimum}" if minimum else ""),
+                     tuple(values), f"Replace {bad} (e.g. 60, not 60.5).")
+
+
+def _check_widths_and_rows(config):
+    """Integer widths / dims (not 60.5), and a simulator data.n that gives the minimum rows."""
+    cohort = config.cohort
+    if not cohort.head_hiddens:
+        config_error("cohort.head_hiddens", "a non-empty tuple of positive widths",
+                     cohort.head_hiddens)
+    _check_int_tuple("cohort.head_hiddens", cohort.head_hiddens, 1, "head hidden widths")
+    for m, dims_m in enumerate(cohort.mod_outs):
+        _check_int_tuple(f"cohort.mod_outs[{m}]", dims_m, None, "cohort dims")
+    for m, hidden in enumerate(cohort.mod_hiddens):
+        _check_int_tuple(f"cohort.mod_hiddens[{m}]", hidden, 1, "encoder hidden widths")
+    n = config.data.n
+    if not _is_int(n) or n < 0:
+        config_error("data.n", "an integer >= 0 (0: the setting's own sample count)", n)
+    need = min_rows(test_size=simulator.TEST_SIZE, val_size=simulator.VAL_SIZE)
+    if config.data.source == "simulator" and 0 < n < need:
+        config_error("data.n", f"0 or at least {need} rows (the simulator's 0.2 / 0.2 split "
+                     f"must leave (train, val, test) >= {min_split_rows()} rows)", n,
+                     f"{n} rows split into (train, val, test) = "
+                     f"{split_sizes(n, test_size=simulator.TEST_SIZE, val_size=simulator.VAL_SIZE)}"
+                     f"; set config.data.n >= {need}, or 0.")
 
 
 def _check_positive_ints(config):
@@ -85,10 +121,8 @@ def _validate_values(config) -> None:
     if any(not 0.0 < float(f) < 1.0 for f in config.cohort.latent_fractions):
         config_error("cohort.latent_fractions", "fractions strictly between 0 and 1",
                      config.cohort.latent_fractions, "e.g. (0.25, 0.5).")
-    if not config.cohort.head_hiddens or any(int(h) < 1 for h in config.cohort.head_hiddens):
-        config_error("cohort.head_hiddens", "a non-empty tuple of positive widths",
-                     config.cohort.head_hiddens)
-    if config.optimal_k < 0:
+    _check_widths_and_rows(config)
+    if not _is_int(config.optimal_k) or config.optimal_k < 0:
         config_error("optimal_k", "0 (silhouette) or a cluster count >= 1", config.optimal_k)
 
 
@@ -294,6 +328,20 @@ def _resolve_coop(config, data):
         config.baselines.coop = False
 
 
+def _check_cohort(config, data):
+    """The cohort of the filled config builds, and optimal_k is at most its M members."""
+    try:
+        spec = cohort_lib.make_cohort_spec(_mod_outs(config, data.dims), data.dims)
+    except ValueError as e:
+        raise ValueError(f"config.cohort.mod_outs {tuple(config.cohort.mod_outs)} (add_full "
+                         f"{config.cohort.add_full}): {e}") from e
+    m = spec.num_members
+    if config.divergence_weights != "uniform" and config.optimal_k > m:
+        config_error("optimal_k", f"0 (choose k by silhouette) or a cluster count in [1, {m}] "
+                     f"(the cohort has M = {m} members)", config.optimal_k,
+                     f"Set config.optimal_k = 0 or a value <= {m}.")
+
+
 def resolve(config, data: Union[None, MultiModalData, Callable[[int], MultiModalData]],
             seeds: Sequence[int]):
     """The run's effective config and per-seed data (the trainer's one entry to its inputs).
@@ -313,10 +361,10 @@ def resolve(config, data: Union[None, MultiModalData, Callable[[int], MultiModal
       ValueError: bad data, data that differ across seeds, or a config value that contradicts
         the data (naming the config field, the data's value and the fix), before anything trains.
     """
+    _validate_values(config)    # the rest of validate_config once the data filled the config
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds: expected at least one seed, got [].")
-    _validate_values(config)    # the rest of validate_config once the data filled the config
     datas = _load(config, data, seeds)
     _check_seeds_agree(datas, seeds)
     config = config.copy_and_resolve_references()
@@ -324,4 +372,5 @@ def resolve(config, data: Union[None, MultiModalData, Callable[[int], MultiModal
     _resolve_mod_outs(config, datas[0])
     _resolve_coop(config, datas[0])
     validate_config(config)
+    _check_cohort(config, datas[0])
     return config, datas

@@ -10,6 +10,7 @@ from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from metafusion_jax.data.multiview.container import TASKS, check_task  # noqa: F401
@@ -18,6 +19,28 @@ from metafusion_jax.data.multiview.container import TASKS, check_task  # noqa: F
 def _masked_mean(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
     """Mean of values [..., B] over the valid rows (mask [B] 0/1)."""
     return jnp.einsum("...b,b->...", values, mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def check_labels(y, num_classes: int, where: str = "task_loss") -> None:
+    """Raises ValueError unless concrete labels y are integers in [0, C); traced y is trusted.
+
+    Inside `jit` / `grad` / `scan` the labels are tracers whose values are unknown at trace
+    time: they are trusted there (an out-of-range label would give a NaN or a wrong finite
+    loss), so validate labels at the data boundary (`MultiModalData`) or call this first.
+    """
+    if isinstance(y, jax.core.Tracer):
+        return
+    y = np.asarray(y)
+    if not y.size:
+        return
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))
+    if not integral or y.min() < 0 or y.max() >= num_classes:
+        got = (f"range [{y.min()}, {y.max()}] of dtype {y.dtype}"
+               if np.issubdtype(y.dtype, np.number) else f"dtype {y.dtype}")
+        raise ValueError(f"{where}: classification labels y must be integer class indices in "
+                         f"[0, {num_classes}) (C = f.shape[-1] outputs), got {got}; remap the "
+                         f"labels to 0..{num_classes - 1} or give the model more outputs.")
 
 
 def task_loss(f: jnp.ndarray, y: jnp.ndarray, mask: Optional[jnp.ndarray],
@@ -29,15 +52,19 @@ def task_loss(f: jnp.ndarray, y: jnp.ndarray, mask: Optional[jnp.ndarray],
 
     Args:
       f: [B, C] outputs (logits for classification).
-      y: float [B] or [B, C] targets (regression), int [B] labels (classification).
+      y: float [B] or [B, C] targets (regression), int [B] labels in [0, C) (classification;
+        every row, masked or not). Concrete labels are checked; traced ones (inside jit) are
+        trusted, see `check_labels`.
       mask: float32 [B], 1 on the valid rows of a padded batch; None: every row counts (a plain
         mean over the B rows).
       task: "regression" or "classification".
 
     Raises:
-      ValueError: an unknown task.
+      ValueError: an unknown task; concrete classification labels outside [0, C).
     """
     check_task(task)
+    if task == "classification":
+        check_labels(y, f.shape[-1])
     if task == "regression":
         per_row = jnp.mean((f - y.reshape(f.shape[0], -1)) ** 2, axis=-1)
     else:
@@ -87,7 +114,14 @@ def joint_loss(F, y, mask, rho, w, task: str):
 
     Returns:
       (L scalar, {"task": [M], "divergence": [M] = sum_j Wmat_ij D_ij}).
+
+    Raises:
+      ValueError: an unknown task; concrete classification labels outside [0, C) (traced
+        labels, inside jit, are trusted: see `check_labels`).
     """
+    check_task(task)
+    if task == "classification":
+        check_labels(y, F.shape[-1], "joint_loss")
     tasks = jax.vmap(lambda f: task_loss(f, y, mask, task))(F)
     div = jnp.sum(weight_matrix(w) * divergence_matrix(F, mask, task), axis=1)
     return jnp.sum(tasks + rho * div), {"task": tasks, "divergence": div}

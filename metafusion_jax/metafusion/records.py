@@ -4,9 +4,11 @@ A stage trains one cohort at R rho values for S seeds (`program.run_stage`). Whi
 state is a `RunState` (device arrays, leaves [S, R, M, ...]); a checkpoint between epoch chunks
 holds a `Progress` (the stage, the epochs done, that state). A finished stage is a `StageRecord`
 (host numpy): what evaluation reads and what later stages need (the B1 warm start).
+`check_resumable` compares a checkpoint's saved config with the run's before anything restores.
 
 Letters: S seeds, R rho values, M members, E epochs, N rows of a split, C outputs.
 """
+import json
 from typing import NamedTuple, Optional
 
 import jax
@@ -154,3 +156,46 @@ def unpack_record(tree: dict, warm_like=None) -> StageRecord:
         warm = jax.tree.map(np.asarray, unpack_tree(tree["warm"], warm_like))
     return StageRecord(np.asarray(tree["rhos"], np.float64), np.asarray(tree["best_val"]),
                        np.asarray(tree["val_curve"]), np.asarray(tree["train_task"]), preds, warm)
+
+
+def _flat(tree, prefix=""):
+    """Nested JSON dicts -> {"a.b": value}, lists as tuples (the form the message prints)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = _tuples(value)
+    return out
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def check_resumable(saved_config, config_json: str, workdir: str) -> None:
+    """Raises ValueError naming the fields in which a workdir's checkpoint differs from this run.
+
+    Args:
+      saved_config: the checkpoint meta's "config" (a Meta Fusion run saves `config.to_json`).
+      config_json: this run's resolved `config.to_json(sort_keys=True)`.
+      workdir: named in the message.
+    """
+    if saved_config == config_json:
+        return
+    now = _flat(json.loads(config_json))
+    try:
+        saved = _flat(json.loads(saved_config))
+    except (TypeError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or "rho_list" not in saved or "cohort.mod_outs" not in saved:
+        details = ("a checkpoint the Meta Fusion trainer did not write (e.g. a MetaMMF run's: its "
+                   "config has no rho_list / cohort.mod_outs)")
+    else:
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:8])
+        details += f"; and {len(diff) - 8} more" if len(diff) > 8 else ""
+    raise ValueError(
+        f"workdir {workdir} holds a checkpoint of a different run ({details}). A Meta Fusion run "
+        "resumes only with the config it started with: use a new --workdir, restore the saved "
+        "values, or delete the workdir's checkpoints/ folder.")

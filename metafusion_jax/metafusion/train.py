@@ -24,7 +24,9 @@ the B1 warm state) and the running stage's full state (params, Adam state, best 
 state / losses, curves so far); meta: the stage, its epochs done, timing and the config. A killed
 run started again resumes inside the stage it was killed in and ends with a bitwise identical
 results.json (less `timing`): keys are derived (fold_in(key, epoch)), never saved, and the
-epoch programs do not depend on where the chunks end. A workdir of another config is refused.
+epoch programs do not depend on where the chunks end. A workdir of another config is refused
+(the message names the fields that differ); a fresh run in a workdir with logs but no checkpoint
+moves them and any results.json aside first (`writers.open_run_log`).
 """
 import os
 import time
@@ -41,9 +43,9 @@ from metafusion_jax.metafusion.evaluation import summarise  # noqa: F401  (re-ex
 from metafusion_jax.metafusion.inputs import (  # noqa: F401  (re-exported for callers)
     DATA_SOURCES, build_cohort, raw_layout, stack_splits, validate_config)
 from metafusion_jax.metafusion.records import SPLITS, Predictions, Progress, WarmState
-from metafusion_jax.training.artifacts import check_finite, write_json_atomic
+from metafusion_jax.training.artifacts import check_finite, prepare_workdir, write_json_atomic
 from metafusion_jax.training.checkpoints import RunCheckpoints
-from metafusion_jax.training.writers import MetricWriter
+from metafusion_jax.training.writers import open_run_log
 
 SCHEDULE_STAGES = (program.INDEP, program.MUTUAL, program.B1_OTHER)
 
@@ -193,13 +195,13 @@ class _Saver:
 
     def restore(self, likes: Callable) -> None:
         """Loads the latest checkpoint (likes(stage) -> (RunState like, WarmState like))."""
+        saved = self.ckpt.latest_meta()     # compare configs before any array is read
+        if saved is not None:
+            records.check_resumable(saved.meta.get("config"), self.config_json, self.workdir)
         restored = self.ckpt.restore_latest(None)
         step = 0
         if restored is not None:
             meta = restored.meta
-            if meta["config"] != self.config_json:
-                raise ValueError(f"workdir {self.workdir} holds a checkpoint of a different "
-                                 "config; use a new --workdir or delete its checkpoints/ folder.")
             step, self.timing = restored.step, dict(meta["timing"])
             self.done = {k: records.unpack_record(v, likes(k)[1] if "warm" in v else None)
                          for k, v in restored.state.get("done", {}).items()}
@@ -209,8 +211,8 @@ class _Saver:
                 state = records.unpack_tree(restored.state["progress"], likes(name)[0])
                 self.progress, self.logged[name] = Progress(name, epoch, state), epoch
                 self.partial = self.timing.get(name, 0.0)
-        self.writer = MetricWriter(self.workdir)
-        self.writer.truncate_after(step)
+        self.writer = open_run_log(self.workdir, None if restored is None else step,
+                                   also_stale=("results.json",))
         self.bar = tqdm.tqdm(total=len(self.names) * self.epochs, initial=step,
                              desc="Meta Fusion", unit="epoch")
 
@@ -314,10 +316,13 @@ def train_and_evaluate(config, workdir: str, data=None) -> dict:
       The results.json dict (see `evaluation`), with `timing` and `config`.
 
     Raises:
-      ValueError: bad config values or data, a workdir of another config; FloatingPointError: a
-        non-finite loss (nothing is saved for those epochs and no results.json is written).
+      ValueError: bad config values or data (all checked before anything trains), a workdir
+        that is a file or not writable, a workdir holding a checkpoint of another run (the
+        message names the fields that differ); FloatingPointError: a non-finite loss (nothing
+        is saved for those epochs and no results.json is written).
     """
     start = time.time()
+    workdir = prepare_workdir(workdir)
     seeds = [int(config.seed) + s for s in range(int(config.num_seeds))]
     config, datas = inputs.resolve(config, data, seeds)   # validates the config before and after
     run = build_run(config, datas, seeds)

@@ -75,8 +75,9 @@ def clustering_weights(losses, *, seed: int, optimal_k: Optional[int] = None,
     losses = _check_losses(losses)
     m = losses.size
     if optimal_k is not None and not 1 <= int(optimal_k) <= m:
-        raise ValueError(f"optimal_k must be in [1, M={m}], got {optimal_k}; use null to choose "
-                         "k by silhouette.")
+        raise ValueError(f"optimal_k must be in [1, M={m}] (the number of losses), got "
+                         f"{optimal_k}; pass optimal_k=None (config.optimal_k = 0) to choose k "
+                         "by silhouette.")
     k = int(optimal_k) if optimal_k is not None else choose_k(losses, seed=seed)
     labels = np.zeros(m, np.int64) if k == 1 else _kmeans(losses, k, seed)
     present = np.unique(labels)

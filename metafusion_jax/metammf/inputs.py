@@ -68,6 +68,16 @@ def _is_pairs(value, second_type):
         and isinstance(p[1], second_type) for p in value)
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_dropout_pair(value):
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(r, (int, float)) and not isinstance(r, bool) and 0.0 <= r < 1.0
+        for r in value)
+
+
 def _as_dict(node):
     return node.to_dict() if hasattr(node, "to_dict") else dict(node)
 
@@ -108,13 +118,23 @@ def validate_config(config):
     _check_model_fields(config.model)
     for field in ("num_epochs", "eval_every", "patience", "batch_size", "num_negatives"):
         value = config[field]
-        _require(isinstance(value, int) and value >= 1, field, "an int >= 1", value)
+        _require(_is_int(value) and value >= 1, field, "an int >= 1", value)
     _require(isinstance(config.max_epochs_this_run, int) and config.max_epochs_this_run >= 0,
              "max_epochs_this_run", "an int >= 0 (0: no limit)", config.max_epochs_this_run)
     _require(config.learning_rate > 0, "learning_rate", "> 0", config.learning_rate)
     _require(config.weight_decay >= 0, "weight_decay", ">= 0", config.weight_decay)
     _require(config.negatives in ("resample", "static"), "negatives",
              "'resample' or 'static'", config.negatives)
+    _require(_is_int(config.eval_chunk) and config.eval_chunk >= 1, "eval_chunk",
+             "an int >= 1 (users scored at once in evaluation)", config.eval_chunk)
+    _require(_is_int(config.seed), "seed", "an int", config.seed)
+    _require(_is_dropout_pair(config.model.gcn_dropout), "model.gcn_dropout",
+             "two dropout rates in [0, 1) (after GCN layer 1, on its output), e.g. (0.5, 0.2); "
+             "a rate of 1 drops everything and gives NaN gradients", config.model.gcn_dropout)
+    for field in ("data_parallel", "progress", "data.pca_skip_absent", "data.standardize"):
+        node, leaf = (config.data, field[5:]) if field.startswith("data.") else (config, field)
+        _require(isinstance(node.get(leaf, False), bool), field, "True or False",
+                 node.get(leaf))
     if config.data_parallel:
         n_dev = jax.device_count()
         _require(config.batch_size % n_dev == 0, "batch_size",
@@ -189,7 +209,9 @@ def build(config, data=None):
     """
     data = load_data(config, data)
     feat, modality_slices = features_lib.prepare_item_features(
-        data.features, pca_dims_for(config.data, data) or None)
+        data.features, pca_dims_for(config.data, data) or None,
+        standardize=config.data.get("standardize", False))
+    features_lib.check_feature_scale(feat, modality_slices, data.name)
     spec = models.MODELS[config.model.name]
     model = spec.factory(n_users=data.n_users, n_items=data.n_items,
                          feature_dim=int(feat.shape[1]), modality_slices=modality_slices,

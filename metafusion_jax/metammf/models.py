@@ -80,7 +80,8 @@ def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion=
         Recommender whose embed gives user_emb [U, user_dim] and item_emb [I, user_dim].
 
     Raises:
-        ValueError: on an unknown fusion kind or backbone, or mismatched widths.
+        ValueError: on an unknown fusion kind or backbone, mismatched widths, or a dropout rate
+            outside [0, 1).
     """
     del modality_slices
     _check_common(n_users, n_items, feature_dim)
@@ -100,7 +101,13 @@ def make_metammf(*, n_users, n_items, feature_dim, modality_slices=None, fusion=
             "Change user_dim, id_dim or the last fusion width.")
     meta_hidden = int(meta_hidden or feature_dim)
     fuser = layers.make_fusion(fusion, (int(feature_dim),) + fusion_dims, s_dim, rank)
-    drop1, drop2 = (float(r) for r in gcn_dropout)
+    rates = tuple(gcn_dropout)
+    if len(rates) != 2 or not all(0.0 <= float(r) < 1.0 for r in rates):
+        raise ValueError(
+            f"gcn_dropout must be two dropout rates in [0, 1) (after GCN layer 1, on its "
+            f"output), got {gcn_dropout!r}. A rate of 1 drops everything (NaN gradients); use "
+            "e.g. (0.5, 0.2), or (0.0, 0.0) for no dropout.")
+    drop1, drop2 = (float(r) for r in rates)
 
     def init(key):
         k_meta, k_fus, k_item, k_user, k_gcn = jax.random.split(key, 5)

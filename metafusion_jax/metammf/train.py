@@ -15,12 +15,12 @@ fingerprint of the data, so a workdir of a run on other data is refused.
 import json
 import os
 import time
+import warnings
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import optax
-import orbax.checkpoint as ocp
 import tqdm
 
 from metafusion_jax.data.rec import interactions
@@ -35,6 +35,11 @@ from metafusion_jax.training import artifacts, checkpoints, writers
 RUN_LENGTH_FIELDS = ("num_epochs", "max_epochs_this_run", "progress")
 SELECTION_METRIC = "recall@20"
 FINGERPRINT_FIELD = "data.fingerprint"
+# Config fields added after runs were saved without them -> the value those runs had, so an
+# older workdir still resumes.
+LATER_FIELDS = {"data.standardize": False}
+# An untrained BPR model has loss log 2 = 0.69; far above it, scores are out of scale.
+LOSS_SCALE_WARNING = 100.0
 
 
 def _canonical(config, data, own_data):
@@ -56,17 +61,42 @@ def _canonical(config, data, own_data):
     return json.loads(json.dumps(flat, default=str))
 
 
-def _check_resumable(saved, current):
-    """Raises ValueError if the saved run's config or data differ from `current`."""
+def _check_resumable(workdir, saved_meta, current):
+    """Raises ValueError if the saved run is not a MetaMMF run or its config or data differ."""
+    saved = saved_meta.get("config")
+    if not isinstance(saved, dict):  # e.g. a Meta Fusion run: its config is a JSON string
+        raise ValueError(
+            f"workdir {workdir} holds a checkpoint of a different run: not a MetaMMF run (its "
+            f"saved config is a {type(saved).__name__}, not MetaMMF's field dict). Use a new "
+            "--workdir for this run; that one belongs to the other run.")
+    saved = {**LATER_FIELDS, **saved}
     diff = sorted(k for k in set(saved) | set(current)
                   if k not in RUN_LENGTH_FIELDS and saved.get(k) != current.get(k))
     if diff:
         details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in diff)
         what = "a run on different data" if FINGERPRINT_FIELD in diff else "a different run"
         raise ValueError(
-            f"the workdir holds a checkpoint of {what} ({details}). Only "
+            f"workdir {workdir} holds a checkpoint of {what} ({details}). Only "
             f"{RUN_LENGTH_FIELDS} may change on resume: use a fresh --workdir, or restore the "
             "saved config and data (results would not be comparable otherwise).")
+
+
+def _resume(ckpts, state, meta, workdir):
+    """(state, meta, restored step or None): the latest checkpoint, if it is this run's."""
+    saved = ckpts.latest_meta()  # compare configs before orbax compares array trees
+    if saved is None:
+        return state, meta, None
+    _check_resumable(workdir, saved.meta, meta["config"])
+    restored = ckpts.restore_latest(state)
+    meta = {**restored.meta, "config": meta["config"]}
+    logging.info("resumed from epoch %d (step %d) in %s", meta["epoch"], meta["step"], workdir)
+    return restored.state, meta, meta["step"]
+
+
+def _warn(message):
+    """absl log line plus a Python warning (what a notebook or a test sees)."""
+    logging.warning("%s", message)
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def make_optimizer(learning_rate, weight_decay):
@@ -129,8 +159,14 @@ def train_and_evaluate(config, workdir, data=None):
     Raises:
       ValueError: on a bad config field, bad data, a config that contradicts the data (e.g.
         pca_dims of a modality the data lacks) -- all before anything is trained or written --
-        or a workdir holding a different run or a run on different data.
-      FloatingPointError: on a non-finite epoch loss (nothing saved for that epoch).
+        a workdir that is a file or not writable, a workdir holding a different run (also a
+        Meta Fusion run) or a run on different data, or a damaged checkpoint in it.
+      FloatingPointError: on a non-finite epoch loss or non-finite parameters after an epoch
+        (nothing saved for that epoch).
+
+    Warns:
+      UserWarning (and an absl warning): an epoch loss above LOSS_SCALE_WARNING, and (at build)
+        item features far outside the ~1 scale (see `config.data.standardize`).
     """
     validate_config(config)
     t_start = time.perf_counter()
@@ -138,7 +174,7 @@ def train_and_evaluate(config, workdir, data=None):
     # ---------------------------------------------------------------- data, model, optimiser
     own_data = data is not None
     data, model, inputs = build(config, data)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = artifacts.prepare_workdir(workdir)
     tx = make_optimizer(config.learning_rate, config.weight_decay)
     init_key, sample_key, dropout_key, static_key = jax.random.split(
         jax.random.key(config.seed), 4)
@@ -161,23 +197,27 @@ def train_and_evaluate(config, workdir, data=None):
         inputs = jax.device_put(inputs, replicated)
 
     # ---------------------------------------------------------------- resume
-    ckpts = checkpoints.RunCheckpoints(workdir)
-    writer = writers.MetricWriter(workdir)
     meta = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": 0, "best_metrics": {},
             "bad_evals": 0, "stopped": False, "train_s": 0.0, "eval_s": 0.0, "compile_s": 0.0,
             "steps_timed": 0, "epochs_timed": 0, "wall_s": 0.0,
             "config": _canonical(config, data, own_data)}
-    saved_step = ckpts.latest.latest_step()
-    if saved_step is not None:  # compare configs before orbax compares array trees
-        saved = ckpts.latest.restore(
-            saved_step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        _check_resumable(saved.meta["config"], meta["config"])
-    restored = ckpts.restore_latest(state)
-    if restored is not None:
-        state, meta = restored.state, {**restored.meta, "config": meta["config"]}
-        writer.truncate_after(meta["step"])
-        logging.info("resumed from epoch %d (step %d) in %s", meta["epoch"], meta["step"], workdir)
+    ckpts, writer = checkpoints.RunCheckpoints(workdir), None
+    try:
+        state, meta, resumed_step = _resume(ckpts, state, meta, workdir)
+        # A fresh run sets aside the logs (and results) of whatever ran here before.
+        writer = writers.open_run_log(workdir, resumed_step, also_stale=("results.json",))
+        return _train_loop(config, workdir, data, model, inputs, tx, state, meta, ckpts, writer,
+                           (sample_key, dropout_key), sampler, batch_sharding, t_start)
+    finally:  # also on errors: orbax's background threads must not outlive the managers
+        ckpts.close()
+        if writer is not None:
+            writer.close()
 
+
+def _train_loop(config, workdir, data, model, inputs, tx, state, meta, ckpts, writer, keys,
+                sampler, batch_sharding, t_start):
+    """Epochs from meta["epoch"] on, validation and saves, then test once and results.json."""
+    sample_key, dropout_key = keys
     wall_before = meta["wall_s"]  # wall time of earlier (killed or paused) runs
 
     # ---------------------------------------------------------------- compile once
@@ -196,12 +236,10 @@ def train_and_evaluate(config, workdir, data=None):
 
     # ---------------------------------------------------------------- train
     params, opt_state = state["params"], state["opt_state"]
-    epochs_this_run = 0
+    epochs_this_run, loss_warned = 0, False
     start_epoch = epoch = meta["epoch"]
     while epoch < config.num_epochs and not meta["stopped"]:
         if config.max_epochs_this_run and epochs_this_run >= config.max_epochs_this_run:
-            ckpts.close()
-            writer.close()
             return {"status": "paused", "epoch": epoch}
         epoch += 1
         batches = first if epoch == start_epoch + 1 else sampler.epoch(sample_key, epoch)
@@ -226,6 +264,14 @@ def train_and_evaluate(config, workdir, data=None):
         epoch_loss = float(loss_sum) / max(float(weights.sum()), 1.0)
         epoch_s = time.perf_counter() - t_epoch
         artifacts.check_finite({"loss": epoch_loss}, f"epoch {epoch} training loss")
+        # A NaN gradient can hide behind a finite loss (e.g. dropout rate 1): never save it.
+        artifacts.check_finite_tree(params, f"parameters after epoch {epoch}")
+        if epoch_loss > LOSS_SCALE_WARNING and not loss_warned:
+            loss_warned = True
+            _warn(f"epoch {epoch} training loss {epoch_loss:.3g} is far above the loss of an "
+                  f"untrained BPR model (log 2 = 0.69): the scores are out of scale and the run "
+                  "is unlikely to learn. Check the item feature scale (config.data.standardize="
+                  "True standardises every feature column) or lower config.learning_rate.")
         meta.update(epoch=epoch, step=meta["step"] + n_steps, train_s=meta["train_s"] + epoch_s,
                     steps_timed=meta["steps_timed"] + n_steps,
                     epochs_timed=meta["epochs_timed"] + 1)
@@ -268,8 +314,7 @@ def train_and_evaluate(config, workdir, data=None):
                      config.eval_chunk)
     meta["eval_s"] += time.perf_counter() - t_eval
     writer.write_scalars(meta["step"], {f"test/{k}": v for k, v in test.items()})
-    ckpts.close()
-    writer.close()
+    writer.flush()
     results = {
         "model": config.model.name,
         "dataset": data.name,

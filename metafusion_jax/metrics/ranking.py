@@ -60,11 +60,22 @@ def _check_pairs(pairs, name, n_users, n_items):
         hint="Ids index the embedding rows: use 0-based ids that match user_emb / item_emb.")
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_ks(ks, n_items):
-    ks = tuple(int(k) for k in np.atleast_1d(ks))
-    if not ks or any(k < 1 or k > n_items for k in ks):
+    given = ks
+    ks = tuple(np.atleast_1d(np.asarray(ks, dtype=object)).tolist())
+    if not ks or not all(_is_int(k) for k in ks):
         raise ValueError(
-            f"ks must be non-empty positive integers <= n_items={n_items}, got {ks}.")
+            f"ks must be a non-empty sequence of integer cut-offs, got {given!r}; a non-integer "
+            "cut-off such as 2.5 has no meaning. Pass e.g. ks=(10, 20).")
+    ks = tuple(int(k) for k in ks)
+    if any(k < 1 or k > n_items for k in ks):
+        raise ValueError(
+            f"ks must be positive integers <= n_items={n_items}, got {ks}. Lower the cut-offs "
+            "or evaluate on more items.")
     return ks
 
 
@@ -160,8 +171,9 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
             f"user_emb and item_emb must share the hidden size H, got user_emb {user_emb.shape} "
             f"and item_emb {item_emb.shape}.")
     ks = _check_ks(ks, n_items)
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}.")
+    if not _is_int(chunk_size) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer (users scored at once), got "
+                         f"{chunk_size!r}.")
     train_pairs = _check_pairs(train_pairs, "train_pairs", n_users, n_items)
     eval_pairs = _check_pairs(eval_pairs, "eval_pairs", n_users, n_items)
     if eval_pairs.shape[0] == 0:

@@ -7,6 +7,11 @@ of the train / val / test splits. Every source goes through the same checks: `va
 
     data = MultiModalData.from_arrays([x_rna, x_image], y, task="classification", seed=0)
 
+Every source also needs the minimum rows of `min_split_rows(C)` in each split, checked before
+anything trains: train >= max(10, 2 C) (every member and the meta-learner are fitted there),
+val >= 5 (rho, the best epoch and the ensembles are chosen there) and test >= 5 (the reported
+metric). Fewer rows would still give numbers, but not a result.
+
 Letters: N rows, K modalities, D_k widths, C classes.
 """
 from typing import NamedTuple, Optional, Sequence
@@ -16,6 +21,44 @@ from sklearn.model_selection import train_test_split
 
 TASKS = ("regression", "classification")
 SPLITS = ("train", "val", "test")
+MIN_TRAIN_ROWS, MIN_TRAIN_ROWS_PER_CLASS, MIN_EVAL_ROWS = 10, 2, 5
+
+
+def min_split_rows(n_classes: int = 1) -> tuple:
+    """Fewest (train, val, test) rows Meta Fusion trains and reports on: (max(10, 2 C), 5, 5)."""
+    return (max(MIN_TRAIN_ROWS, MIN_TRAIN_ROWS_PER_CLASS * int(n_classes)), MIN_EVAL_ROWS,
+            MIN_EVAL_ROWS)
+
+
+def check_split_rows(sizes, n_classes: int, source: str, fix: str) -> None:
+    """Raises ValueError if the (train, val, test) row counts are below `min_split_rows`."""
+    need = min_split_rows(n_classes)
+    if any(int(s) < m for s, m in zip(sizes, need)):
+        train = (f"max({MIN_TRAIN_ROWS}, {MIN_TRAIN_ROWS_PER_CLASS} per class x {n_classes} "
+                 "classes)" if n_classes > 1 else str(MIN_TRAIN_ROWS))
+        raise ValueError(
+            f"{source}: (train, val, test) = {tuple(int(s) for s in sizes)} rows, below the "
+            f"minimum {need} that Meta Fusion trains and reports on (train >= {train}, val and "
+            f"test >= {MIN_EVAL_ROWS}); {fix}")
+
+
+def split_sizes(n: int, *, test_size: float, val_size: float) -> tuple:
+    """(train, val, test) rows of `split_indices`: test ceil(test_size N), val of the rest."""
+    n_test = int(np.ceil(test_size * n))
+    n_val = int(np.ceil(val_size * (n - n_test)))
+    return (n - n_test - n_val, n_val, n_test)
+
+
+def min_rows(*, test_size: float, val_size: float, n_classes: int = 1) -> Optional[int]:
+    """Fewest rows N whose `split_sizes` meet `min_split_rows(n_classes)` (None: no N does)."""
+    if not (0 < test_size < 1 and 0 < val_size < 1):
+        return None
+    need = min_split_rows(n_classes)
+    n = sum(need)
+    while any(s < m for s, m in zip(split_sizes(n, test_size=test_size, val_size=val_size),
+                                     need)):
+        n += 1
+    return n
 
 
 def check_task(task, field="task") -> None:
@@ -78,6 +121,8 @@ class MultiModalData(NamedTuple):
             fractions: (train, val, test) fractions of the N rows, each > 0, summing to 1. The
                 split is stratified by class for classification, uniformly random for regression
                 (sklearn `train_test_split`: test first, then val from the rest).
+                Every split needs the minimum rows of `min_split_rows(C)` (train >= max(10, 2 C),
+                val and test >= 5): with the default fractions N >= 22 (more for many classes).
             n_classes: C; default max(y) + 1 (classification); must be None or 1 for regression.
             modality_names: K names; default "modality_1", ..., "modality_K".
             name: dataset name (results and logs).
@@ -88,7 +133,9 @@ class MultiModalData(NamedTuple):
         Raises:
             ValueError: bad task, fractions, names or n_classes; mismatched rows; labels that are
                 not integers or lie outside [0, C); NaN/inf (also after the cast to float32); a
-                split left empty by the fractions; a class too small to stratify.
+                split below the minimum rows (train >= max(10, 2 C), val and test >= 5, see
+                `min_split_rows`; the message gives the rows needed); a class too small to
+                stratify.
         """
         source = f"from_arrays ({name})"
         check_task(task, f"{source}: task")
@@ -111,7 +158,8 @@ class MultiModalData(NamedTuple):
         xs, y = validate_views(xs, y, n_classes=n_classes, source=source)
         names = _modality_names(modality_names, len(xs), source)
         tr, va, te = split_indices(len(y), seed=seed, fractions=fractions,
-                                   stratify=y if task == "classification" else None, source=source)
+                                   stratify=y if task == "classification" else None, source=source,
+                                   n_classes=n_classes or 1)
         take = lambda ix: Split(tuple(x[ix] for x in xs), y[ix])
         return cls(name, task, n_classes or 1, names, take(tr), take(va), take(te))
 
@@ -209,7 +257,7 @@ def _check_fractions(fractions, source):
 
 
 def split_indices(n: int, *, seed: int, fractions=None, test_size=None, val_size=None,
-                  stratify=None, source="data"):
+                  stratify=None, source="data", n_classes=None):
     """Seeded train / val / test row indices (sklearn `train_test_split` twice).
 
     The test rows are split off first, then the val rows from the rest (random_state=seed both
@@ -223,12 +271,14 @@ def split_indices(n: int, *, seed: int, fractions=None, test_size=None, val_size
         test_size, val_size: fractions of all rows / of the rows left after the test split.
         stratify: [N] class labels to stratify by, or None (uniformly random).
         source: name used in error messages.
+        n_classes: if given (C; 1 for regression), every split needs `min_split_rows(C)` rows.
 
     Returns:
         (train_idx, val_idx, test_idx) int arrays.
 
     Raises:
-        ValueError: bad fractions, a split that would be empty, classes too small to stratify.
+        ValueError: bad fractions, a split that would be empty or (with n_classes) below the
+            minimum rows, classes too small to stratify.
     """
     if fractions is not None:
         fr = _check_fractions(fractions, source)
@@ -236,9 +286,12 @@ def split_indices(n: int, *, seed: int, fractions=None, test_size=None, val_size
         asked = f"fractions {tuple(fractions)}"
     else:
         asked = f"test_size {test_size}, val_size {val_size} of the rest"
-    n_test = int(np.ceil(test_size * n))
-    n_val = int(np.ceil(val_size * (n - n_test)))
-    sizes = (n - n_test - n_val, n_val, n_test)
+    sizes = split_sizes(n, test_size=test_size, val_size=val_size)
+    if n_classes is not None:
+        need = min_rows(test_size=test_size, val_size=val_size, n_classes=n_classes)
+        more = f"at least {need} rows" if need else "more rows"
+        check_split_rows(sizes, n_classes, source, f"{asked} of {n} rows: pass {more}"
+                         f"{' or other fractions' if fractions is not None else ''}.")
     if min(sizes) < 1:
         raise ValueError(f"{source}: {asked} split {n} rows into (train, val, test) = {sizes}; "
                          "every split needs at least one row: pass more rows or other fractions.")
@@ -262,8 +315,10 @@ def validate_data(data: MultiModalData, source: str = "data") -> MultiModalData:
     """Checks a whole `MultiModalData` (e.g. built by hand) and returns it with float32 views.
 
     Raises:
-        ValueError: a bad task or n_classes, an empty split, modality widths that differ across
-            splits, a wrong number of modality names, or any `validate_views` problem of a split.
+        ValueError: a bad task or n_classes, an empty split, a split below the minimum rows
+            (`min_split_rows`: train >= max(10, 2 C), val and test >= 5), modality widths that
+            differ across splits, a wrong number of modality names, or any `validate_views`
+            problem of a split.
     """
     if not isinstance(data, MultiModalData):
         raise ValueError(f"{source}: expected a MultiModalData, got {type(data).__name__}; build "
@@ -281,6 +336,9 @@ def validate_data(data: MultiModalData, source: str = "data") -> MultiModalData:
         if len(y) == 0:
             raise ValueError(f"{source}: the {s} split is empty; every split needs rows.")
         splits[s] = Split(xs, y)
+    check_split_rows([len(splits[s].y) for s in SPLITS], c, source,
+                     "add rows to the small splits (or build the data with "
+                     "MultiModalData.from_arrays, whose message gives the rows needed).")
     widths = {s: tuple(x.shape[1] for x in splits[s].xs) for s in SPLITS}
     if len(set(widths.values())) != 1:
         raise ValueError(f"{source}: modality widths differ across splits: {widths}; every split "

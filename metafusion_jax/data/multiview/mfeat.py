@@ -71,7 +71,8 @@ def load_mfeat(directory: Optional[str] = None, views: Optional[Sequence[str]] =
 
     Raises:
         ValueError: unknown view, missing file, mismatched row counts, labels that
-            differ across files, NaN/inf, labels out of range.
+            differ across files, NaN/inf, labels out of range, fewer rows than the splits'
+            minimum (train >= 20 for the 10 classes, val and test >= 5: 34 rows).
     """
     views = tuple(MFEAT_VIEWS if views is None else views)
     for v in views:
@@ -87,6 +88,6 @@ def load_mfeat(directory: Optional[str] = None, views: Optional[Sequence[str]] =
                              "all views must list the same samples in the same order.")
     xs, y = validate_views(xs, labels, n_classes=MFEAT_CLASSES, source=f"mfeat ({directory})")
     tr, va, te = split_indices(len(y), seed=seed, fractions=MFEAT_FRACTIONS, stratify=y,
-                               source="mfeat")
+                               source=f"mfeat ({directory})", n_classes=MFEAT_CLASSES)
     take = lambda ix: Split(tuple(x[ix] for x in xs), y[ix])
     return MultiModalData("mfeat", "classification", MFEAT_CLASSES, views, take(tr), take(va), take(te))

@@ -173,7 +173,8 @@ def make_synthetic(setting, *, seed, n=None, int_truncation=True, **overrides) -
     Args:
         setting: a key of `SETTINGS` or a dict with the `GENERATOR_FIELDS`.
         seed: data seed (generator and split), as the reference's `random_state`.
-        n: samples; default the setting's (2000).
+        n: samples; default the setting's (2000). At least `container.min_rows(test_size=0.2,
+            val_size=0.2)` = 27, so the splits hold the minimum (10, 5, 5) rows.
         int_truncation: bug B8 flag (see `data_sharing_reg`).
         **overrides: replace generator fields, e.g. `noise_ratios=(0.5, 0.3)`.
 
@@ -181,7 +182,7 @@ def make_synthetic(setting, *, seed, n=None, int_truncation=True, **overrides) -
         `MultiModalData` with float32 X_m [N, p_m] and float32 y [N] per split.
 
     Raises:
-        ValueError: unknown setting name or field.
+        ValueError: unknown setting name or field; n below the minimum rows.
     """
     if isinstance(setting, str):
         if setting not in SETTINGS:
@@ -197,7 +198,7 @@ def make_synthetic(setting, *, seed, n=None, int_truncation=True, **overrides) -
     draw = data_sharing_reg(n=n, seed=seed, int_truncation=int_truncation, **gen)
     xs, y = validate_views(draw.xs, draw.y, source=f"simulator {name}")
     tr, va, te = split_indices(n, seed=seed, test_size=TEST_SIZE, val_size=VAL_SIZE,
-                               source=f"simulator {name}")
+                               source=f"simulator {name} (n={n})", n_classes=1)
     take = lambda ix: Split(tuple(x[ix] for x in xs), y[ix])
     names = tuple(f"modality_{m + 1}" for m in range(len(xs)))
     return MultiModalData(name, "regression", 1, names, take(tr), take(va), take(te))

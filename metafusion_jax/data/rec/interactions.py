@@ -186,7 +186,17 @@ def _check_features(features, source, n_items):
             raise ValueError(
                 f"{where} has {int(bad.sum())} NaN/inf values in {len(rows)} items "
                 f"(first item ids {rows[:5].tolist()}). Impute or drop them before loading.")
-        out[name] = np.ascontiguousarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):  # reported below, with the item ids
+            x32 = np.ascontiguousarray(x, dtype=np.float32)
+        bad = ~np.isfinite(x32)  # finite float64 values beyond float32's range become inf
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise ValueError(
+                f"{where} has {int(bad.sum())} values beyond the float32 range (|x| > "
+                f"{float(np.finfo(np.float32).max):.3g}) in {len(rows)} items (first item ids "
+                f"{rows[:5].tolist()}, largest |x| {float(np.abs(x).max()):.3g}); they would "
+                "become inf. Rescale or standardise the features before loading.")
+        out[name] = x32
     return out
 
 
@@ -260,7 +270,7 @@ def per_user_split(pairs, n_users, seed, fractions=(0.8, 0.1, 0.1)):
 
     Args:
         pairs: int [E, 2] (user, item), 0-based.
-        n_users: U (users with no pairs get none in any split).
+        n_users: U; user ids must lie in [0, U) (users with no pairs get none in any split).
         seed: int seed of the shuffle (numpy `default_rng`).
         fractions: (train, val, test), non-negative, summing to 1.
 
@@ -268,12 +278,26 @@ def per_user_split(pairs, n_users, seed, fractions=(0.8, 0.1, 0.1)):
         (train, val, test): int32 [E_s, 2] each, sorted by (user, item).
 
     Raises:
-        ValueError: if `pairs` is not [E, 2] or `fractions` is invalid.
+        ValueError: if `pairs` is not int [E, 2], an id is negative or a user id >= n_users,
+            n_users is not a positive int, or `fractions` is invalid.
     """
     pairs = np.asarray(pairs)
     if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
         raise ValueError(f"per_user_split: pairs must be int [E, 2], got {pairs.dtype} "
-                         f"{pairs.shape}.")
+                         f"{pairs.shape}. Pass one 0-based (user, item) row per interaction.")
+    if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < 1:
+        raise ValueError(f"per_user_split: n_users must be a positive int, got {n_users!r}.")
+    if len(pairs):
+        users, items = pairs[:, 0], pairs[:, 1]
+        if users.min() < 0 or users.max() >= n_users:
+            raise ValueError(
+                f"per_user_split: user ids must lie in [0, n_users={n_users}), got range "
+                f"[{int(users.min())}, {int(users.max())}]. Remap ids to 0-based, or pass the "
+                "right n_users.")
+        if items.min() < 0:
+            raise ValueError(
+                f"per_user_split: item ids must be >= 0, got the smallest {int(items.min())}. "
+                "Remap item ids to 0-based.")
     f = np.asarray(fractions, dtype=np.float64)
     if f.shape != (3,) or (f < 0).any() or abs(f.sum() - 1.0) > 1e-6 or f[0] <= 0:
         raise ValueError(f"per_user_split: fractions must be 3 non-negative numbers summing to "
