@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from metafusion_jax.configs import metammf as metammf_configs
 from metafusion_jax.metammf import inputs
 from metafusion_jax.metammf import train
 from metafusion_jax.training import artifacts, checkpoints
 from reliability import bad_input
+from test_metammf_train import read_jsonl, smoke_config  # the trainer tests' helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile_module")
 
@@ -39,22 +39,6 @@ def compile_cache(tmp_path_factory):
     for name, value in previous.items():
         jax.config.update(name, value)
     compilation_cache.reset_cache()
-
-
-def smoke_config(**overrides):
-    config = metammf_configs.get_config("smoke")
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
-
-
-def read_jsonl(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def steps_saved(workdir, name):
