@@ -45,6 +45,23 @@ def fast_compile_module():
         yield
 
 
+@pytest.fixture(scope="module")
+def persistent_compile_cache(tmp_path_factory):
+    """A persistent compile cache for one test module: its runs compile the same programs, and
+    every train_and_evaluate call jits fresh functions (in-memory caches miss)."""
+    from jax.experimental.compilation_cache import compilation_cache
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    previous = {n: getattr(jax.config, n) for n in names}
+    for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, -1)):
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer tests, excluded from the default CI run")
 

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from metafusion_jax.configs import metammf as metammf_configs
 from metafusion_jax.data.rec import synthetic as synthetic_rec
@@ -17,21 +16,8 @@ from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train
 from metafusion_jax.training import checkpoints
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-    """A persistent compile cache for this file: the runs below compile the same programs, and
-    every train_and_evaluate call jits fresh functions (in-memory caches miss)."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    previous = {n: getattr(jax.config, n) for n in names}
-    for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, -1)):
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-
+# A persistent compile cache shared by this module's runs (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("persistent_compile_cache")
 
 METRIC_KEYS = {f"{m}@{k}" for m in ("precision", "recall", "ndcg", "hr", "map") for k in (10, 20)}
 

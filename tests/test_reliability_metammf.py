@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from metafusion_jax.metammf import inputs
 from metafusion_jax.metammf import train
@@ -23,22 +22,7 @@ from metafusion_jax.training import artifacts, checkpoints
 from reliability import bad_input
 from test_metammf_train import read_jsonl, smoke_config  # the trainer tests' helpers
 
-pytestmark = pytest.mark.usefixtures("fast_compile_module")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-    """A persistent compile cache for this file: every run below compiles the same programs."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    previous = {n: getattr(jax.config, n) for n in names}
-    for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, -1)):
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("fast_compile_module", "persistent_compile_cache")
 
 
 def steps_saved(workdir, name):
