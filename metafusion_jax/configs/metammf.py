@@ -105,6 +105,8 @@ def _base():
     config.weight_decay = 1e-6         # coupled L2, as torch Adam(weight_decay=...)
     config.eval_chunk = 4096
     config.data_parallel = False       # batch over a mesh of all devices, params replicated
+    # Device mesh (training/mesh.py): -1 = all remaining devices.
+    config.mesh = (("data", -1),)
     config.max_epochs_this_run = 0     # > 0: stop after that many epochs (resume later)
     config.progress = True
     return config
