@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "scikit-learn>=1.4",
     "tqdm>=4.60",
     "tensorboardX>=2.6",
+    "matplotlib>=3.8",
 ]
 
 setuptools.setup(
