@@ -1,10 +1,12 @@
-"""Tests for metammf/graph.py: edge layout, SAGE == dense-adjacency mean, LightGCN propagation."""
+"""Tests for metammf/graph.py: edge and chunked layouts, SAGE == dense-adjacency mean, LightGCN
+propagation, the custom VJP against the edge-list form and check_grads, sharded == unsharded."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from metafusion_jax.metammf import graph as graph_lib
+from reliability import bad_input
 
 U, I = 6, 5
 
@@ -88,3 +90,141 @@ def test_bad_pairs_raise():
         graph_lib.make_bipartite_graph(np.array([[0, I]]), U, I)
     with pytest.raises(ValueError, match="integer dtype"):
         graph_lib.make_bipartite_graph(np.array([[0.0, 1.0]]), U, I)
+
+
+# ---- the chunked layout and its custom VJP against the simple edge-list form -------------------
+
+def _random_directed(seed, n_nodes=13, n_edges=40):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_nodes, n_edges), rng.integers(0, n_nodes, n_edges), n_nodes
+
+
+def _dense_directed(src, dst, n_nodes):
+    adj = np.zeros((n_nodes, n_nodes))
+    np.add.at(adj, (dst, src), 1.0)  # adj[d, s] counts the edges s -> d (duplicates add)
+    return adj
+
+
+@pytest.mark.parametrize("seed,width", [(0, 1), (1, 3), (2, 16)])
+def test_adjacency_sum_equals_dense_directed(seed, width, fast_compile):
+    src, dst, n = _random_directed(seed)
+    g = jax.tree_util.tree_map(jnp.asarray, graph_lib.make_graph(src, dst, n, chunk_width=width))
+    x = np.random.default_rng(seed + 10).normal(size=(n, 3)).astype(np.float32)
+    adj = _dense_directed(src, dst, n)
+    np.testing.assert_allclose(graph_lib.adjacency_sum(x, g), adj @ x, rtol=1e-5, atol=1e-5)
+    cot = np.random.default_rng(seed + 20).normal(size=(n, 3)).astype(np.float32)
+    _, vjp = jax.vjp(lambda v: graph_lib.adjacency_sum(v, g), jnp.asarray(x))
+    np.testing.assert_allclose(vjp(jnp.asarray(cot))[0], adj.T @ cot, rtol=1e-5, atol=1e-5)
+
+
+def test_layout_rows_padded_and_sorted():
+    src, dst, n = _random_directed(3, n_nodes=9, n_edges=70)
+    g = graph_lib.make_graph(src, dst, n, chunk_width=4)
+    for nbr, rows in ((g.nbr, g.nbr_dst), (g.nbr_t, g.nbr_t_dst)):
+        assert nbr.shape[0] % graph_lib.ROW_MULTIPLE == 0 and nbr.shape[1] == 4
+        assert rows.shape == (nbr.shape[0],) and np.all(np.diff(rows) >= 0)
+    real = g.nbr != n
+    assert real.sum() == len(src) and g.nbr_t[g.nbr_t != n].size == len(src)
+    # every (source, destination) pair of the edge list appears in the rows, as often
+    got = sorted(zip(g.nbr[real], np.broadcast_to(g.nbr_dst[:, None], g.nbr.shape)[real]))
+    assert got == sorted(zip(src.tolist(), dst.tolist()))
+
+
+@pytest.mark.parametrize("fn,ref", [
+    (graph_lib.mean_neighbours, graph_lib.edge_mean_neighbours),
+    (graph_lib.sym_propagate, graph_lib.edge_sym_propagate),
+])
+def test_fast_equals_edge_list_values_and_grads(fn, ref, fast_compile):
+    pairs = _pairs(5)
+    g = jax.tree_util.tree_map(jnp.asarray, graph_lib.make_bipartite_graph(pairs, U, I))
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(size=(U + I, 4)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(U + I, 4)).astype(np.float32))
+    np.testing.assert_allclose(jax.jit(fn)(x, g), ref(x, g), rtol=1e-5, atol=1e-6)
+    loss = lambda f: jax.grad(lambda v: jnp.sum(jnp.tanh(f(v, g)) * w))(x)  # noqa: E731
+    np.testing.assert_allclose(jax.jit(lambda: loss(fn))(), loss(ref), rtol=1e-5, atol=1e-6)
+
+
+def test_custom_vjp_check_grads(fast_compile):
+    from jax.test_util import check_grads
+    src, dst, n = _random_directed(7, n_nodes=10, n_edges=35)
+    with jax.enable_x64(True):
+        g = graph_lib.make_graph(src, dst, n, chunk_width=3)
+        g = g._replace(inv_deg=g.inv_deg.astype(np.float64), in_rsqrt=g.in_rsqrt.astype(np.float64),
+                       out_rsqrt=g.out_rsqrt.astype(np.float64))
+        g = jax.tree_util.tree_map(jnp.asarray, g)
+        x = jnp.asarray(np.random.default_rng(8).normal(size=(n, 2)))
+        for fn in (graph_lib.adjacency_sum, graph_lib.mean_neighbours, graph_lib.sym_propagate):
+            check_grads(lambda v: fn(v, g), (x,), order=2, modes=("rev",), atol=1e-7, rtol=1e-7)
+
+
+def test_isolated_empty_and_hub(fast_compile):
+    # Node 0 is isolated; node 1 is a hub with 300 in-edges (many rows); the rest are sparse.
+    rng = np.random.default_rng(9)
+    n = 12
+    src = np.concatenate([rng.integers(2, n, 300), [3, 4, 5]])
+    dst = np.concatenate([np.ones(300, int), [6, 6, 7]])
+    g = jax.tree_util.tree_map(jnp.asarray, graph_lib.make_graph(src, dst, n))
+    x = jnp.asarray(rng.normal(size=(n, 3)).astype(np.float32))
+    out = graph_lib.mean_neighbours(x, g)
+    np.testing.assert_allclose(out[1], np.asarray(x)[src[:300]].mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[6], (x[3] + x[4]) / 2, rtol=1e-6)
+    assert float(jnp.abs(out[0]).max()) == 0.0 and float(g.inv_deg[0]) == 0.0
+    grad = jax.grad(lambda v: graph_lib.mean_neighbours(v, g)[1].sum())(x)
+    np.testing.assert_allclose(grad, np.bincount(src[:300], minlength=n)[:, None] / 300
+                               * np.ones((1, 3)), rtol=1e-5, atol=1e-7)
+    empty = jax.tree_util.tree_map(jnp.asarray, graph_lib.make_bipartite_graph(
+        np.zeros((0, 2), np.int32), U, I))
+    assert empty.src.shape == (0,) and empty.nbr.shape[0] == graph_lib.ROW_MULTIPLE
+    z = jnp.ones((U + I, 2))
+    assert float(jnp.abs(graph_lib.mean_neighbours(z, empty)).max()) == 0.0
+    assert float(jnp.abs(graph_lib.sym_propagate(z, empty)).max()) == 0.0
+    assert float(jnp.abs(jax.grad(lambda v: graph_lib.sage(
+        graph_lib.sage_init(jax.random.key(0), 2, 2), v, empty).sum())(z)).max()) > 0.0
+
+
+def test_sharded_aggregation_equals_unsharded(fast_compile):
+    from jax.sharding import NamedSharding, PartitionSpec
+    pairs = _pairs(11)
+    host = graph_lib.make_bipartite_graph(pairs, U, I)
+    g = jax.tree_util.tree_map(jnp.asarray, host)
+    rng = np.random.default_rng(12)
+    x = jnp.asarray(rng.normal(size=(U + I, 4)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(U + I, 4)).astype(np.float32))
+
+    def f(v, graph):
+        return jnp.sum(graph_lib.sym_propagate(graph_lib.mean_neighbours(v, graph), graph) * w)
+
+    want_val, want_grad = jax.value_and_grad(f)(x, g)
+    for n_dev in (2, 8):
+        mesh = jax.make_mesh((n_dev,), ("data",), devices=jax.devices()[:n_dev],
+                             axis_types=(jax.sharding.AxisType.Auto,))
+        shardings = graph_lib.graph_shardings(host, mesh)
+        assert shardings.nbr.spec == PartitionSpec("data")
+        assert shardings.inv_deg.spec == PartitionSpec()
+        placed = jax.device_put(host, shardings)
+        assert len(placed.nbr.addressable_shards) == n_dev
+        x_rep = jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
+        val, grad = jax.jit(jax.value_and_grad(f))(x_rep, placed)
+        np.testing.assert_allclose(val, want_val, rtol=1e-5)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_graph_inputs():
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    g = graph_lib.make_graph([0, 1], [1, 0], 2)
+    with bad_input("make_graph: src and dst of different lengths",
+                   match="src and dst must have the same length, got 2 and 1"):
+        graph_lib.make_graph([0, 1], [1], 2)
+    with bad_input("make_graph: a node id >= n_nodes",
+                   match=r"node ids must lie in \[0, n_nodes=2\), got range \[0, 2\]"):
+        graph_lib.make_graph([0, 2], [1, 0], 2)
+    with bad_input("make_graph: chunk_width of 0",
+                   match="chunk_width must be a positive int, got 0"):
+        graph_lib.make_graph([0, 1], [1, 0], 2, chunk_width=0)
+    with bad_input("graph_shardings: a mesh without the named axis",
+                   match=r"the mesh has no axis 'rows' \(its axes: \('data',\)\)"):
+        graph_lib.graph_shardings(g, mesh, axis="rows")
+    with bad_input("graph_shardings: row count not divisible by the mesh axis",
+                   match="graph.nbr has 60 rows, not a multiple of the mesh axis 'data' of size 8"):
+        graph_lib.graph_shardings(g._replace(nbr=g.nbr[:60]), mesh)

@@ -204,3 +204,78 @@ def test_non_integer_ks_and_chunk_size():
             ranking_metrics(**_args(ks=ks))
     ints = ranking_metrics(**_args(ks=np.array([1, 2])))
     assert ints == ranking_metrics(**_args(ks=(1, 2)))
+
+
+# ---- the two-stage top-K, the tuned default chunk and sharded embeddings -----------------------
+
+@pytest.mark.parametrize("quantised", [False, True])
+def test_two_stage_top_k_equals_lax_top_k(quantised):
+    import jax.numpy as jnp
+    from jax import lax
+    from metafusion_jax.metrics import ranking
+    rng = np.random.default_rng(11)
+    scores = (rng.integers(-3, 4, (9, 256)) if quantised else rng.normal(size=(9, 256)))
+    scores = scores.astype(np.float32)
+    scores[0, :250] = -np.inf  # fewer than k finite candidates: -inf ties fill the list
+    scores[1, ::7] = -np.inf
+    for k, block in ((5, 8), (10, 4), (3, 16)):
+        assert 256 // block >= 4 * k  # the two-stage path, not the fallback
+        vals, ids = ranking.top_k(jnp.asarray(scores), k, block=block)
+        want_vals, want_ids = lax.top_k(jnp.asarray(scores), k)
+        np.testing.assert_array_equal(vals, want_vals)
+        finite = np.isfinite(np.asarray(want_vals))
+        np.testing.assert_array_equal(np.asarray(ids)[finite], np.asarray(want_ids)[finite])
+        # the ids of the -inf fill are real masked items of that row
+        assert np.all(np.take_along_axis(scores, np.asarray(ids), 1)[~finite] == -np.inf)
+
+
+def test_two_stage_path_matches_reference():
+    from metafusion_jax.metrics import ranking
+    n_items = 4 * ranking.TOPK_BLOCK * 10 + 3  # >= 4 k blocks for k = 10; padded last block
+    user_emb, item_emb, train, evals, exclude = random_case(13, n_users=23, n_items=n_items)
+    got = ranking_metrics(user_emb, item_emb, train, evals, ks=(3, 10), exclude_pairs=exclude)
+    want = reference_metrics(user_emb, item_emb, train, evals, (3, 10), exclude)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_sharded_embeddings_equal_unsharded(fast_compile):
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+    from metafusion_jax.metrics import ranking
+    user_emb, item_emb, train, evals, exclude = random_case(14, n_users=56, n_items=144)
+    want = ranking_metrics(user_emb, item_emb, train, evals, ks=(5, 20), exclude_pairs=exclude,
+                           chunk_size=3)
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    rows = NamedSharding(mesh, PartitionSpec("data"))
+    users = jax.device_put(user_emb, rows)
+    assert ranking._user_mesh(users) == (mesh, "data")  # the user chunks go over 8 devices
+    for items in (item_emb, jax.device_put(item_emb, rows)):  # items replicated or sharded
+        got = ranking_metrics(users, items, train, evals, ks=(5, 20), exclude_pairs=exclude,
+                              chunk_size=3)
+        assert got == want
+    # 56 users / 8 devices = 7 per device: the default chunk is capped there (one round)
+    assert ranking_metrics(users, item_emb, train, evals, ks=(5, 20),
+                           exclude_pairs=exclude) == want
+
+
+def test_default_chunk_equals_explicit():
+    user_emb, item_emb, train, evals, exclude = random_case(15, n_users=45)
+    default = ranking_metrics(user_emb, item_emb, train, evals, ks=(2, 7), exclude_pairs=exclude)
+    explicit = ranking_metrics(user_emb, item_emb, train, evals, ks=(2, 7), exclude_pairs=exclude,
+                               chunk_size=6)
+    for name, value in default.items():
+        np.testing.assert_allclose(explicit[name], value, rtol=1e-6, err_msg=name)
+
+
+def test_replicated_and_single_device_jax_arrays(fast_compile):
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+    user_emb, item_emb, train, evals, _ = random_case(16, n_users=24, n_items=30)
+    want = ranking_metrics(user_emb, item_emb, train, evals, ks=(3,))
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = jax.device_put(user_emb, NamedSharding(mesh, PartitionSpec()))
+    on_dev3 = jax.device_put(item_emb, jax.devices()[3])
+    assert ranking_metrics(replicated, on_dev3, train, evals, ks=(3,)) == want
+    assert ranking_metrics(jax.device_put(user_emb, jax.devices()[5]), on_dev3, train, evals,
+                           ks=(3,)) == want

@@ -1,10 +1,21 @@
 """Full-ranking top-K evaluation for implicit-feedback recommenders.
 
 Every user is scored against every item by a dot product; the user's train items (and any extra
-`exclude_pairs`, e.g. val pairs when testing) are removed from the candidates; `lax.top_k` picks the
-top max(ks) items and the metrics are computed from the hits. Users are processed in chunks of a
-constant shape (the last chunk is padded), so peak memory is chunk_size x I scores and there is one
-compile per (chunk_size, I, H, max(ks)) and padded pair count.
+`exclude_pairs`, e.g. val pairs when testing) are removed from the candidates; the top max(ks)
+items are picked and the metrics are computed from the hits. Users are processed in chunks of a
+constant shape C (the last chunk is padded), so peak memory is about C x I scores per device and
+there is one compile per (C, I, H, max(ks)) and padded pair count.
+
+Speed (benchmarks/bench_ranking.py). Per chunk the scores are one GEMM; masking is an in-place
+scatter of -inf at the chunk's (row, item) pairs; the top-K is exact and two-stage: the maxima of
+item blocks of `TOPK_BLOCK` ([C, I / B], a cheap reduction), `lax.top_k` over them picks the K
+blocks that must hold the top K, and `lax.top_k` runs over those K x B candidates only (XLA's CPU
+top_k sorts whole rows). The chunk size is the tuned `DEFAULT_CHUNK` unless the caller passes one.
+
+Devices. `user_emb` may be a sharded jax.Array (rows split over a mesh axis, e.g. the output of
+a jitted embed on a mesh): each device scores its own user chunks (`jax.shard_map` over that
+axis; items are replicated on the mesh by XLA), the embeddings never go to the host, and only
+the per-user metric values [5, U, len(ks)] come back. The metrics equal the unsharded ones.
 
 Metric definitions (rank j = 0, 1, ... in the top list; rel_u = the user's eval items;
 hit_j = 1 if the item at rank j is in rel_u; hits@K = sum_{j<K} hit_j):
@@ -33,25 +44,37 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from metafusion_jax.data.rec import interactions
 
 _METRICS = ("precision", "recall", "ndcg", "map")
 _PAD_MULTIPLE = 1024  # Padded pair counts are rounded up so similar inputs reuse one compile.
+DEFAULT_CHUNK = 512   # users per chunk when chunk_size is None (bench_ranking.py: best at ML size)
+TOPK_BLOCK = 16       # items per block of the two-stage top-K (best of 8..64, bench_ranking)
 
 
 def _check_embedding(x, name):
-    x = np.asarray(x)
+    """float32 [N, H] numpy or jax array; a jax array stays where it is (no host copy)."""
+    on_device = isinstance(x, jax.Array)
+    if not on_device:
+        x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(
             f"{name} must have shape [N, H], got shape {x.shape}. Pass one row per user/item.")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{name} must be floating point, got dtype {x.dtype}. Cast to float32.")
-    if not np.isfinite(x).all():
+    bad = int(_count_non_finite(x)) if on_device else int((~np.isfinite(x)).sum())
+    if bad:
         raise ValueError(
-            f"{name} contains {int((~np.isfinite(x)).sum())} NaN/inf values. "
+            f"{name} contains {bad} NaN/inf values. "
             "Check the model output (diverged training?) before evaluating.")
-    return x.astype(np.float32)
+    return x.astype(jnp.float32) if on_device else x.astype(np.float32)
+
+
+@jax.jit
+def _count_non_finite(x):
+    return jnp.sum(~jnp.isfinite(x))
 
 
 def _check_pairs(pairs, name, n_users, n_items):
@@ -85,8 +108,9 @@ def _chunked_pairs(pairs, chunk_size, n_chunks):
     Padding rows are `chunk_size` (out of range), so `.at[...].set(mode="drop")` ignores them.
     """
     chunk = pairs[:, 0] // chunk_size
-    order = np.argsort(chunk, kind="stable")
-    chunk, pairs = chunk[order], pairs[order]
+    if np.any(chunk[1:] < chunk[:-1]):  # train pairs often come sorted by user already
+        order = np.argsort(chunk, kind="stable")
+        chunk, pairs = chunk[order], pairs[order]
     counts = np.bincount(chunk, minlength=n_chunks)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     width = max(_PAD_MULTIPLE, -(-int(counts.max(initial=0)) // _PAD_MULTIPLE) * _PAD_MULTIPLE)
@@ -98,27 +122,60 @@ def _chunked_pairs(pairs, chunk_size, n_chunks):
     return rows, cols
 
 
-@functools.partial(jax.jit, static_argnames=("ks",))
-def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_cols, n_rel, ks):
+def top_k(scores, k, block=TOPK_BLOCK):
+    """Exact `lax.top_k` over the last axis of [C, I'] scores, I' a multiple of `block`.
+
+    Two stages: the k blocks with the largest maxima (ties: the lower block) hold the top k
+    elements, so `lax.top_k` runs over [C, k * block] candidates, kept in item order so that
+    ties go to the lower item id as in `lax.top_k`. Falls back to `lax.top_k` when there are
+    fewer than 4k blocks.
+
+    Returns:
+        (values float32 [C, k], item ids int32 [C, k]).
+    """
+    n_rows, width = scores.shape
+    n_blocks = width // block
+    if width % block or n_blocks < 4 * k:
+        return lax.top_k(scores, k)
+    blocks = scores.reshape(n_rows, n_blocks, block)
+    _, best = lax.top_k(blocks.max(axis=2), k)                       # [C, k]
+    best = jnp.sort(best, axis=1)
+    cand = blocks[jnp.arange(n_rows)[:, None], best].reshape(n_rows, k * block)
+    vals, pos = lax.top_k(cand, k)
+    ids = jnp.take_along_axis(best, pos // block, axis=1) * block + pos % block
+    return vals, ids
+
+
+def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_cols, n_rel, *, ks,
+                   n_items):
     """Per-user metrics for one chunk of C users.
 
     Args:
-        user_emb: float32 [C, H].
-        item_emb: float32 [I, H].
+        user_emb: float32 [C, H + 1], last column 1.
+        item_emb: float32 [I', H + 1]: items padded to I' rows, plus a last column that is 0 for
+            real items and -inf for padding rows (user rows get a 1 there), so padding scores
+            are -inf straight out of the GEMM and real scores are unchanged.
         mask_rows, mask_cols: int32 [P]; (row-in-chunk, item) pairs to mask; row C is padding.
-        eval_rows, eval_cols: int32 [P']; relevant (row-in-chunk, item) pairs; row C is padding.
+        eval_rows, eval_cols: int32 [P']; relevant (row-in-chunk, item) pairs, sorted by
+            (row, item) and unique; row C is padding (at the end).
         n_rel: int32 [C]; number of relevant items per user.
         ks: static tuple of cut-offs.
+        n_items: I, the real items.
 
     Returns:
         float32 [5, C, len(ks)]: hits, precision, recall, ndcg, map.
     """
     max_k = max(ks)
-    scores = jnp.matmul(user_emb, item_emb.T, precision=lax.Precision.HIGHEST)  # [C, I]
+    del n_items  # padding items score -inf through the extra column
+    scores = jnp.matmul(user_emb, item_emb.T, precision=lax.Precision.HIGHEST)  # [C, I']
     scores = scores.at[mask_rows, mask_cols].set(-jnp.inf, mode="drop")
-    top_vals, top_idx = lax.top_k(scores, max_k)  # [C, max_k]
-    rel = jnp.zeros(scores.shape, bool).at[eval_rows, eval_cols].set(True, mode="drop")
-    hit = (jnp.take_along_axis(rel, top_idx, axis=1) & (top_vals > -jnp.inf)).astype(jnp.float32)
+    top_vals, top_idx = top_k(scores, max_k)  # [C, max_k]
+    # hit = (row, item) is an eval pair: a binary search of the sorted codes row * I' + item
+    n_rows, width = scores.shape
+    codes = eval_rows * width + eval_cols                               # [P'] non-decreasing
+    query = jnp.arange(n_rows, dtype=jnp.int32)[:, None] * width + top_idx  # [C, max_k]
+    pos = jnp.minimum(jnp.searchsorted(codes, query), codes.shape[0] - 1)
+    hit = ((codes[pos] == query) & (top_vals > -jnp.inf)).astype(jnp.float32)
 
     ranks = jnp.arange(max_k, dtype=jnp.float32)
     disc = 1.0 / jnp.log2(ranks + 2.0)
@@ -141,19 +198,85 @@ def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_col
     return jnp.stack(out, axis=-1)
 
 
+@functools.lru_cache(maxsize=32)
+def _round_fn(mesh, axis, ks, n_items):
+    """jit: round r of n = mesh.shape[axis] chunks, one per device ([5, n C, len(ks)])."""
+
+    def local(users, items, mask_rows, mask_cols, eval_rows, eval_cols, n_rel):
+        return _chunk_metrics(users, items, mask_rows[0], mask_cols[0], eval_rows[0],
+                              eval_cols[0], n_rel, ks=ks, n_items=n_items)
+
+    sharded = jax.shard_map(local, mesh=mesh, out_specs=P(None, axis),
+                            in_specs=(P(axis), P(), P(axis), P(axis), P(axis), P(axis), P(axis)))
+
+    @jax.jit
+    def run(users, r, items, mask_rows, mask_cols, eval_rows, eval_cols, n_rel):
+        return sharded(users[r], items, mask_rows[r], mask_cols[r], eval_rows[r], eval_cols[r],
+                       n_rel[r])
+
+    return run
+
+
+def _user_mesh(user_emb, axis="users"):
+    """(mesh, axis) that the user chunks are split over: the mesh axis that splits user_emb's
+    rows; for an array replicated on a mesh, that mesh's first axis of size > 1; else a mesh of
+    the array's devices (1 device for numpy input)."""
+    sharding = getattr(user_emb, "sharding", None)
+    if isinstance(sharding, NamedSharding):
+        mesh = sharding.mesh
+        name = sharding.spec[0] if len(sharding.spec) > 0 else None
+        name = name[0] if isinstance(name, tuple) and len(name) == 1 else name
+        if isinstance(name, str) and mesh.shape[name] > 1:
+            return mesh, name
+        wide = [n for n in mesh.axis_names if mesh.shape[n] > 1]
+        return mesh, (wide or list(mesh.axis_names))[0]
+    if isinstance(user_emb, jax.Array):
+        devices = sorted(user_emb.devices(), key=lambda d: d.id)
+        return Mesh(np.array(devices), (axis,)), axis
+    return Mesh(np.array([jax.devices()[0]]), (axis,)), axis
+
+
+def _on_mesh(x, mesh):
+    """A jax.Array on other devices than `mesh` is copied there (device to device), replicated."""
+    if isinstance(x, jax.Array) and set(x.devices()) != set(mesh.devices.flat):
+        return jax.device_put(x, NamedSharding(mesh, P()))
+    return x
+
+
+def _place_users(user_emb, shape, sharding):
+    """user_emb [U, H] padded and reshaped to `shape` [n_rounds, n C, H], on the mesh."""
+    n_users = user_emb.shape[0]
+    pad = shape[0] * shape[1] - n_users
+    if isinstance(user_emb, jax.Array):
+        return jax.jit(lambda u: jnp.pad(u, ((0, pad), (0, 1)), constant_values=1.0).reshape(
+            shape), out_shardings=sharding)(user_emb)
+    return jax.device_put(np.pad(user_emb, ((0, pad), (0, 1)), constant_values=1.0).reshape(
+        shape), sharding)
+
+
+def _pad_items(x, n_padded):
+    """[I, H] -> [n_padded, H + 1] with the -inf padding column (see `_chunk_metrics`)."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    column = xp.where(xp.arange(n_padded) < x.shape[0], 0.0, -np.inf).astype(np.float32)
+    return xp.concatenate([xp.pad(x, ((0, n_padded - x.shape[0]), (0, 0))), column[:, None]],
+                          axis=1)
+
+
 def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), exclude_pairs=None,
-                    chunk_size=1024):
+                    chunk_size=None):
     """Full-ranking top-K metrics (definitions in the module docstring).
 
     Args:
-        user_emb: float [U, H] user embeddings (numpy or jax).
+        user_emb: float [U, H] user embeddings (numpy, or a jax.Array, also one whose rows are
+            sharded over a mesh axis: then each device scores its own user chunks).
         item_emb: float [I, H] item embeddings; scores are `user_emb @ item_emb.T`.
         train_pairs: int [E, 2] 0-based (user, item) pairs removed from the candidates.
         eval_pairs: int [E', 2] 0-based relevant (user, item) pairs (val or test).
         ks: cut-offs, each in [1, I].
         exclude_pairs: optional int [E'', 2] extra pairs to remove from the candidates (e.g. val
             pairs when evaluating on test).
-        chunk_size: users scored at once (C); memory is about C x I float32 scores.
+        chunk_size: users scored at once per device (C); memory is about C x I float32 scores.
+            None (default): `DEFAULT_CHUNK`, capped at the users per device.
 
     Returns:
         dict with Python float values under `precision@K`, `recall@K`, `ndcg@K`, `hr@K`, `map@K`
@@ -171,7 +294,7 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
             f"user_emb and item_emb must share the hidden size H, got user_emb {user_emb.shape} "
             f"and item_emb {item_emb.shape}.")
     ks = _check_ks(ks, n_items)
-    if not _is_int(chunk_size) or chunk_size < 1:
+    if chunk_size is not None and (not _is_int(chunk_size) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer (users scored at once), got "
                          f"{chunk_size!r}.")
     train_pairs = _check_pairs(train_pairs, "train_pairs", n_users, n_items)
@@ -185,21 +308,34 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
     codes = np.unique(interactions.pair_codes(eval_pairs, n_items))
     eval_pairs = np.stack([codes // n_items, codes % n_items], axis=1)
 
-    chunk = min(int(chunk_size), n_users)
-    n_chunks = -(-n_users // chunk)
+    mesh, axis = _user_mesh(user_emb)
+    n_dev = int(mesh.shape[axis])
+    chunk = min(int(chunk_size or DEFAULT_CHUNK), -(-n_users // n_dev))
+    padded_items = -(-n_items // TOPK_BLOCK) * TOPK_BLOCK
+    chunk = max(1, min(chunk, (2 ** 31 - 1) // padded_items - 1))  # int32 codes row * I' + item
+    n_rounds = -(-n_users // (chunk * n_dev))
+    n_chunks = n_rounds * n_dev
     padded_users = n_chunks * chunk
-    user_emb = np.pad(user_emb, ((0, padded_users - n_users), (0, 0)))
     n_rel = np.bincount(eval_pairs[:, 0], minlength=padded_users).astype(np.int32)
-    mask_rows, mask_cols = _chunked_pairs(mask_pairs, chunk, n_chunks)
-    eval_rows, eval_cols = _chunked_pairs(eval_pairs, chunk, n_chunks)
-
-    item_dev = jnp.asarray(item_emb)
-    results = []
-    for c in range(n_chunks):  # Dispatch every chunk first; results are read afterwards.
-        rows = slice(c * chunk, (c + 1) * chunk)
-        results.append(_chunk_metrics(
-            user_emb[rows], item_dev, mask_rows[c], mask_cols[c], eval_rows[c], eval_cols[c],
-            n_rel[rows], ks=ks))
+    by_round = NamedSharding(mesh, P(None, axis))
+    host = [a.reshape(n_rounds, n_dev, -1) for a in (
+        *_chunked_pairs(mask_pairs, chunk, n_chunks), *_chunked_pairs(eval_pairs, chunk, n_chunks))]
+    mask_rows, mask_cols, eval_rows, eval_cols = jax.device_put(host, by_round)
+    n_rel_dev = jax.device_put(n_rel.reshape(n_rounds, n_dev * chunk), by_round)
+    users = _place_users(_on_mesh(user_emb, mesh), (n_rounds, n_dev * chunk, hidden + 1), by_round)
+    item_emb = _on_mesh(item_emb, mesh)
+    if isinstance(item_emb, jax.Array):
+        items = jax.jit(functools.partial(_pad_items, n_padded=padded_items),
+                        out_shardings=NamedSharding(mesh, P()))(item_emb)
+    else:
+        items = jax.device_put(_pad_items(item_emb, padded_items), NamedSharding(mesh, P()))
+    run = _round_fn(mesh, axis, ks, n_items)
+    results = []  # all rounds dispatched first, read afterwards
+    for r in range(n_rounds):
+        results.append(run(users, r, items, mask_rows, mask_cols, eval_rows, eval_cols,
+                           n_rel_dev))
+        if n_dev > 1 and jax.default_backend() == "cpu" and r % 16 == 15:
+            results[-1].block_until_ready()  # fake CPU devices: keep the queue short (STACK.md)
     per_user = np.concatenate([np.asarray(r) for r in results], axis=1).astype(np.float64)
     valid = n_rel > 0
     per_user = per_user[:, valid]  # [5, U_eval, len(ks)]
