@@ -25,6 +25,17 @@ Writes benchmarks/results/metafusion.json.
 
     python benchmarks/bench_metafusion.py --quick     # 2 epochs, minutes on a 2-core CPU
     python benchmarks/bench_metafusion.py             # 30 epochs (the paper's)
+
+Fixed costs (issue 10 goal 4): `--fixed_costs` times the WHOLE script instead
+(`train.train_and_evaluate`, what experiments/train_metafusion.py runs: data, cohort, every stage
+with checkpoints, baselines, Coop, ensembles, results.json) for setting 2.2, 1 seed, 10 epochs
+(`--quick`: 2), each run in its own process pinned to core 0 (`taskset -c 0`, XLA single-
+threaded): the persistent compilation cache off, on and empty (cold), on and filled by the run
+before (warm). Reported: process wall time (imports included), the trainer's total_s, the
+seconds and count of XLA compiles (jax.monitoring). Writes benchmarks/results/
+metafusion_fixed_costs.json.
+
+    python benchmarks/bench_metafusion.py --fixed_costs [--quick]
 """
 import os
 
@@ -48,7 +59,7 @@ import optax  # noqa: E402
 
 from metafusion_jax.metafusion import cohort as cohort_lib  # noqa: E402
 from metafusion_jax.configs import metafusion as mf_configs  # noqa: E402
-from metafusion_jax.metafusion import inputs, program, train, weights  # noqa: E402
+from metafusion_jax.metafusion import inputs, placement, program, train, weights  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "2 epochs instead of --epochs.")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Epochs per rho run (paper: 30).")
@@ -56,6 +67,66 @@ _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds trained in one program.")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed runs per 1-seed measurement (median).")
 _OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "results",
                                                "metafusion.json"), "JSON output.")
+_FIXED = flags.DEFINE_bool("fixed_costs", False, "Time the whole script, cache off/cold/warm.")
+_WORKER = flags.DEFINE_string("worker", "", "Internal (--fixed_costs): workdir,cache_dir.")
+_FIXED_OUT = os.path.join(os.path.dirname(__file__), "results", "metafusion_fixed_costs.json")
+
+
+def fixed_cost_worker(spec):
+    """One whole-script run in this process; prints its wall, compile seconds and count."""
+    workdir, cache = spec.split(",", 1)
+    compiles, hits = [], []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, secs, **kw: compiles.append(secs)
+        if name == "/jax/core/compile/backend_compile_duration" else None)
+    jax.monitoring.register_event_listener(
+        lambda name, **kw: hits.append(1) if name == "/jax/compilation_cache/cache_hits" else None)
+    config = mf_configs.get_config("setting_2_2")
+    config.train.epochs = 2 if _QUICK.value else 10
+    config.compile_cache_dir = cache
+    results = train.train_and_evaluate(config, workdir)
+    print("RESULT " + json.dumps({"total_s": results["timing"]["total_s"],
+                                  "timing": results["timing"], "programs": len(compiles),
+                                  "cache_hits": len(hits),
+                                  "compile_s": float(np.sum(compiles))}), flush=True)
+
+
+def fixed_costs():
+    """Three pinned whole-script runs: cache off, cold, warm; table + JSON."""
+    import subprocess
+    import sys
+    import tempfile
+    root = tempfile.mkdtemp(prefix="mf_fixed_")
+    cache = os.path.join(root, "jax_cache")
+    arms = {}
+    for name, cache_dir in (("cache_off", ""), ("cache_cold", cache), ("cache_warm", cache)):
+        cmd = ["taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
+               f"--worker={os.path.join(root, name)},{cache_dir}", f"--quick={_QUICK.value}"]
+        start = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if out.returncode or not lines:
+            raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+        arms[name] = dict(json.loads(lines[-1][7:]), process_wall_s=wall)
+        print(f"{name}: process {wall:.1f} s, trainer {arms[name]['total_s']:.1f} s, "
+              f"{arms[name]['programs']} programs, {arms[name]['cache_hits']} from the cache, "
+              f"compile {arms[name]['compile_s']:.1f} s", flush=True)
+    result = {"work": f"whole script, setting 2.2, 1 seed, {2 if _QUICK.value else 10} epochs",
+              "threads": "taskset -c 0, XLA CPU single-threaded", "arms": arms,
+              "reference_whole_script_s": 86.2, "target_s": 21.0}
+    with open(_FIXED_OUT, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    print(f"{result['work']}; {result['threads']}")
+    print("| persistent cache | process wall (s) | trainer total (s) | programs | from cache | "
+          "compile (s) |")
+    print("|---|---|---|---|---|---|")
+    for name, a in arms.items():
+        print(f"| {name[6:]} | {a['process_wall_s']:.1f} | {a['total_s']:.1f} | "
+              f"{a['programs']} | {a['cache_hits']} | {a['compile_s']:.1f} |")
+    off, warm = arms["cache_off"]["process_wall_s"], arms["cache_warm"]["process_wall_s"]
+    print(f"reference whole script 86.2 s: {86.2 / off:.2f}x (cache off), "
+          f"{86.2 / warm:.2f}x (warm cache); target 21 s")
 
 
 
@@ -89,7 +160,8 @@ def compile_stacked(run):
         p, o = program.stage_init(run.params0, opt0, len(stage_rhos), warm=None)
         keys = jnp.stack([fold(run.keys, r) for r in idx], axis=1)
         w = jnp.ones((n_seeds, len(stage_rhos), n_members), jnp.float32)
-        program.compile_stage(run.cohort.program, p, o, run.cohort.data, stage_rhos, w, keys)
+        program.compile_stage(run.cohort.program, p, o, run.cohort.data, stage_rhos, w, keys,
+                              placement=run.placement)
     return time.perf_counter() - start
 
 
@@ -99,7 +171,8 @@ def one_seed(run):
     cohort = run.cohort._replace(data=first(run.cohort.data))
     return run._replace(seeds=run.seeds[:1], datas=run.datas[:1], cohort=cohort,
                         params0=first(run.params0), inputs=first(run.inputs),
-                        keys=run.keys[:1], stack_keys=run.stack_keys[:1])
+                        keys=run.keys[:1], stack_keys=run.stack_keys[:1],
+                        placement=placement.make_placement(run.config.mesh, 1))
 
 
 def member_inputs(spec, xs):
@@ -184,6 +257,10 @@ def timed(fn, repeats):
 
 def main(argv):
     del argv
+    if _WORKER.value:
+        return fixed_cost_worker(_WORKER.value)
+    if _FIXED.value:
+        return fixed_costs()
     config = mf_configs.get_config("setting_2_2")
     config.train.epochs = 2 if _QUICK.value else _EPOCHS.value
     run = setup(config, _SEEDS.value)

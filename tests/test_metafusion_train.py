@@ -39,7 +39,8 @@ def _stage_spy(calls):
 
     def spy(prog, params, opt_state, *args, name="stage", **kwargs):
         record = real(prog, params, opt_state, *args, name=name, **kwargs)
-        host = lambda t: None if t is None else jax.tree.map(np.asarray, t)
+        n = record.best_val.shape[0]     # the real seeds (the mesh pads them to its size)
+        host = lambda t: None if t is None else jax.tree.map(lambda a: np.asarray(a)[:n], t)
         calls.append((name, host(params), host(opt_state), kwargs.get("progress"), record))
         return record
     return spy
@@ -51,7 +52,9 @@ def smoke_run(tmp_path_factory, fast_compile_module):
     workdir, calls = str(tmp_path_factory.mktemp("smoke")), []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(program, "run_stage", _stage_spy(calls))
-        results = train.train_and_evaluate(tiny_config(), workdir)
+        config = tiny_config()
+        config.figures = True
+        results = train.train_and_evaluate(config, workdir)
     return workdir, results, calls
 
 
@@ -64,6 +67,12 @@ def test_smoke_writes_results_logs_and_events(smoke_run):
                 "timing", "config", "metric", "b1_arm"):
         assert key in results, key
     assert results["seeds"] == [1, 2] and results["metric"] == "mse"
+    # The cohort figures are drawn into workdir/figures/ and named in results.json.
+    assert len(on_disk["figures"]) == 4
+    for rel in on_disk["figures"].values():
+        assert rel.startswith("figures/") and rel.endswith(".png")
+        assert os.path.getsize(os.path.join(workdir, rel)) > 5000
+    assert on_disk["run_info"]["device_count"] == jax.device_count()
     for key in REQUIRED:
         per_seed = np.asarray(results["per_seed"][key])
         assert per_seed.shape == (2,)

@@ -90,6 +90,10 @@ def _base() -> ml_collections.ConfigDict:
     # Device mesh (training/mesh.py): seeds x rho runs over devices, optionally members too.
     # -1 = all remaining devices; the default runs unchanged on 1 CPU or 8 TPU cores.
     config.mesh = (("runs", -1), ("members", 1))
+    # JAX's persistent compilation cache: "auto" = $XDG_CACHE_HOME/metafusion_jax/jax (else
+    # ~/.cache/metafusion_jax/jax), "" = off, or a folder. A second run compiles nothing.
+    config.compile_cache_dir = "auto"
+    config.figures = True            # PNGs into workdir/figures/ at the end (figures/cohort.py)
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "simulator"  # "simulator" | "mfeat" | "" (data passed by the caller)
@@ -189,6 +193,7 @@ def get_config(arg: str = "setting_2_2") -> ml_collections.ConfigDict:
         config.train.batch_size = 32
         config.rho_list = (0.0, 1.0)
         config.ensembles.meta_learner_epochs = 2
+        config.figures = False  # tests/test_metafusion_train.py turns them on once
     else:
         raise ValueError(f"config variant {arg!r} is unknown; expected one of {list(VARIANTS)} "
                          "(e.g. configs/metafusion.py:setting_2_2).")

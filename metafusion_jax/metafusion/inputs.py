@@ -179,21 +179,26 @@ def _mod_outs(config, dims):
             for m, p in zip(config.cohort.mod_outs, dims)]
 
 
-def build_cohort(config, datas, init_keys):
-    """Cohort spec, model, stacked initial params [S, M, ...] and stacked inputs [S, ...]."""
+def build_cohort(config, datas, init_keys, init_stacked=None):
+    """Cohort spec, model, stacked initial params [S, M, ...] and stacked inputs [S, ...].
+
+    init_stacked: (init, keys [S]) -> params [S, M, ...]; default `jax.vmap(init)(keys)` (the
+    trainer passes `placement.Placement.init`, which creates them sharded on its mesh).
+    """
+    init_stacked = init_stacked or (lambda init, keys: jax.vmap(init)(keys))
     dims = datas[0].dims
     spec = cohort_lib.make_cohort_spec(_mod_outs(config, dims), dims)
     head = dict(hidden=tuple(config.cohort.head_hiddens), out_dim=config.num_classes)
     kind = config.cohort.extractor
     if kind == "pca":
         model = cohort_lib.make_cohort(spec, extractors.make_pca_extractor(spec), **head)
-        return spec, model, jax.vmap(model.init)(init_keys), stack_splits(
+        return spec, model, init_stacked(model.init, init_keys), stack_splits(
             datas, lambda d: pca_layout(d, spec))
     if kind == "separate":
         ext = extractors.make_separate_extractor(
             spec, mod_hiddens=config.cohort.mod_hiddens, freeze=config.cohort.freeze_encoder)
         model = cohort_lib.make_cohort(spec, ext, **head)
-        return spec, model, jax.vmap(model.init)(init_keys), stack_splits(datas, raw_layout)
+        return spec, model, init_stacked(model.init, init_keys), stack_splits(datas, raw_layout)
     # encoder: one pre-trained chain per modality and seed; the member functions are shared.
     params = []
     for data, key in zip(datas, init_keys):

@@ -138,6 +138,18 @@ def _jit(fn):
     return jax.jit(fn)
 
 
+def _f32(w):
+    """float32 w (a device array stays where it is: it may span processes)."""
+    return w.astype(jnp.float32) if isinstance(w, jax.Array) else np.asarray(w, np.float32)
+
+
+def _placed(placement):
+    """(jit, host, put, replicate) of a `placement.Placement`, or of the default device (None)."""
+    if placement is None:
+        return _jit, lambda t: jax.tree.map(np.asarray, t), lambda t: t, jnp.asarray
+    return placement.jit, placement.host, placement.put, placement.replicate
+
+
 def _check_finite(state: RunState, first: int, last: int, where: str) -> None:
     """FloatingPointError when a loss of epochs [first, last) or a best loss is not finite."""
     # A sum is non-finite iff some entry is (float64: no overflow of large finite losses).
@@ -154,7 +166,8 @@ def _check_finite(state: RunState, first: int, last: int, where: str) -> None:
 def run_stage(program: Program, params, opt_state, data, rhos: Sequence[float], w, keys, *,
               name: str = "stage", chunk_epochs: Optional[int] = None,
               progress: Optional[Progress] = None, on_chunk: Optional[Callable] = None,
-              predict: Optional[Callable] = None, keep_warm: bool = False) -> StageRecord:
+              predict: Optional[Callable] = None, keep_warm: bool = False,
+              placement=None) -> StageRecord:
     """Trains R rho-runs of S seeds for `program.epochs` epochs, in chunks of epochs.
 
     Args:
@@ -169,6 +182,9 @@ def run_stage(program: Program, params, opt_state, data, rhos: Sequence[float], 
         (after the finiteness check: a non-finite chunk is never handed to it).
       predict: best_params [S, R, M, ...] -> `records.Predictions` [S, R, M, N, C], or None.
       keep_warm: keep the best params and Adam state in the record (`StageRecord.warm`).
+      placement: a `placement.Placement` (mesh, seeds padded to the "runs" size): the state,
+        w and keys go onto the mesh, the records come back with the real seeds only; None:
+        the default device, as given. `progress.state` may hold the real seeds only (restored).
 
     Returns:
       The host `StageRecord` [S, R, ...].
@@ -184,34 +200,40 @@ def run_stage(program: Program, params, opt_state, data, rhos: Sequence[float], 
     if progress is not None and (progress.stage != name or not 0 <= progress.epoch <= epochs):
         raise ValueError(f"cannot resume stage {name!r} ({epochs} epochs) from progress of "
                          f"{progress.stage!r} at epoch {progress.epoch}.")
-    state, first = ((progress.state, int(progress.epoch)) if progress is not None else
-                    (_jit(program.init_seeds)(params, opt_state), 0))
-    rho_arr, w = jnp.asarray(rhos, jnp.float32), jnp.asarray(w, jnp.float32)
+    jit, host, put, scalar = _placed(placement)
+    rho_arr, w, keys = scalar(np.asarray(rhos, np.float32)), put(_f32(w)), put(keys)
+    if progress is not None:
+        state, first = put(progress.state), int(progress.epoch)
+    else:
+        state, first = jit(program.init_seeds)(put(params), put(opt_state)), 0
     while first < epochs:
         last = min(first + chunk, epochs)
-        state = _jit(program.run_epochs_seeds)(state, data, rho_arr, w, keys, jnp.int32(first),
-                                               jnp.int32(last))
-        _check_finite(state, first, last, f"stage {name} (rho {list(rhos)})")
+        state = jit(program.run_epochs_seeds)(state, data, rho_arr, w, keys,
+                                              scalar(np.int32(first)), scalar(np.int32(last)))
+        losses = state._replace(params=None, opt_state=None, best_params=None,
+                                best_opt_state=None)
+        _check_finite(host(losses), first, last, f"stage {name} (rho {list(rhos)})")
         first = last
         if last < epochs and on_chunk is not None:
             on_chunk(Progress(name, last, state))
     preds = None if predict is None else predict(state.best_params)
     warm = WarmState(state.best_params, state.best_opt_state) if keep_warm else None
     out = StageRecord(None, state.best_val, state.val_curve, state.train_task, preds, warm)
-    return jax.tree.map(np.asarray, out)._replace(rhos=np.asarray(rhos, np.float64))
+    return host(out)._replace(rhos=np.asarray(rhos, np.float64))
 
 
 def compile_stage(program: Program, params, opt_state, data, rhos: Sequence[float], w,
-                  keys) -> None:
+                  keys, placement=None) -> None:
     """Compiles the programs `run_stage` calls for these arguments by running zero epochs.
 
     Args: as `run_stage` (built the same way, e.g. with `stage_init`, so the later calls hit
     the compiled cache). Used by benchmarks to keep compilation out of timed runs.
     """
-    state = _jit(program.init_seeds)(params, opt_state)
-    jax.block_until_ready(_jit(program.run_epochs_seeds)(
-        state, data, jnp.asarray(rhos, jnp.float32), jnp.asarray(w, jnp.float32), keys,
-        jnp.int32(0), jnp.int32(0)))
+    jit, _, put, scalar = _placed(placement)
+    state = jit(program.init_seeds)(put(params), put(opt_state))
+    jax.block_until_ready(jit(program.run_epochs_seeds)(
+        state, data, scalar(np.asarray(rhos, np.float32)), put(_f32(w)),
+        put(keys), scalar(np.int32(0)), scalar(np.int32(0))))
 
 
 def choose_rho(best_val: np.ndarray, cluster_idxs: Optional[Sequence[int]] = None) -> int:
@@ -298,7 +320,7 @@ def run_schedule(program: Program, step: CohortStep, params0, data, rhos: Sequen
                  predict: Optional[Callable] = None,
                  done: Optional[Mapping[str, StageRecord]] = None,
                  progress: Optional[Progress] = None, on_chunk: Optional[Callable] = None,
-                 on_stage: Optional[Callable] = None) -> ScheduleResult:
+                 on_stage: Optional[Callable] = None, placement=None) -> ScheduleResult:
     """rho=0 stage -> host weights -> every rho > 0 (one program) [-> the other B1 arm] -> rho*.
 
     Args:
@@ -319,6 +341,7 @@ def run_schedule(program: Program, step: CohortStep, params0, data, rhos: Sequen
       progress: the `Progress` of the stage that was running when the run was stopped.
       on_chunk: hook `Progress -> None` between chunks (see `run_stage`).
       on_stage: hook (name, StageRecord) -> None after each stage trained here.
+      placement: see `run_stage` (params0, data and keys already on its mesh, [S_pad, ...]).
 
     Returns:
       A ScheduleResult (its records hold predictions when `predict` is given).
@@ -343,13 +366,14 @@ def run_schedule(program: Program, step: CohortStep, params0, data, rhos: Sequen
             return done[name]
         record = run_stage(program, params, opt, data, stage_rhos, w, k, name=name,
                            chunk_epochs=chunk_epochs, on_chunk=on_chunk, predict=predict,
-                           keep_warm=keep_warm, progress=progress if (
+                           keep_warm=keep_warm, placement=placement, progress=progress if (
                                progress is not None and progress.stage == name) else None)
         done[name] = record
         if on_stage is not None:
             on_stage(name, record)
         return record
 
+    put = (lambda t: t) if placement is None else placement.put
     p_init, o_init = stage_init(params0, opt0, 1, warm=None)
     indep = stage(INDEP, p_init, o_init, [0.0], jnp.ones((n_seeds, 1, n_members), jnp.float32),
                   run_keys([0]), keep_warm=warm_start or report_both_b1)
@@ -362,10 +386,11 @@ def run_schedule(program: Program, step: CohortStep, params0, data, rhos: Sequen
         r_pos = len(rhos) - 1
         w_pos = jnp.repeat(jnp.asarray(weights)[:, None], r_pos, axis=1)
         p_init, o_init = stage_init(params0, opt0, r_pos,
-                                    warm=indep.warm if warm_start else None)
+                                    warm=put(indep.warm) if warm_start else None)
         mutual = stage(MUTUAL, p_init, o_init, rhos[1:], w_pos, run_keys(range(1, len(rhos))))
     if report_both_b1:
-        p_init, o_init = stage_init(params0, opt0, 1, warm=None if warm_start else indep.warm)
+        p_init, o_init = stage_init(params0, opt0, 1,
+                                    warm=None if warm_start else put(indep.warm))
         other = stage(B1_OTHER, p_init, o_init, rhos[1:2], w_pos[:, :1], run_keys([1]))
     out = ScheduleResult(indep, mutual, weights, clusters, None, None, other)
     idx = rho_star(out.result.best_val, clusters, largest=largest_rho)

@@ -27,7 +27,18 @@ results.json (less `timing`): keys are derived (fold_in(key, epoch)), never save
 epoch programs do not depend on where the chunks end. A workdir of another config is refused
 (the message names the fields that differ); a fresh run in a workdir with logs but no checkpoint
 moves them and any results.json aside first (`writers.open_run_log`).
+
+Devices (`placement.py`): one mesh from `config.mesh`; every stage's [S, R, M, ...] program runs
+with the seeds split over "runs" (padded to its size, the padded results dropped) and a
+RunState's members over "members"; params are created sharded. Checkpoints hold the real seeds
+only and restore onto whatever mesh the resumed run has (`mesh` and `compile_cache_dir` may
+change between a run and its resume). Several processes (`mesh.initialize_distributed`): every
+process runs the same program on its devices and writes its shards of the checkpoints; only
+process 0 writes metrics.jsonl, TensorBoard events, the progress bar and results.json.
+JAX's persistent compilation cache is on (`config.compile_cache_dir`, default "auto":
+$XDG_CACHE_HOME/metafusion_jax/jax or ~/.cache/metafusion_jax/jax; "" turns it off).
 """
+import json
 import os
 import time
 from typing import Callable, NamedTuple
@@ -35,9 +46,12 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import tqdm
 
+from metafusion_jax.figures import cohort as cohort_figures
 from metafusion_jax.metafusion import baselines, evaluation, inputs, mutual, program, records
+from metafusion_jax.metafusion import placement as placement_lib
 from metafusion_jax.metafusion import weights
 from metafusion_jax.metafusion.evaluation import summarise  # noqa: F401  (re-exported)
 from metafusion_jax.metafusion.inputs import (  # noqa: F401  (re-exported for callers)
@@ -45,6 +59,8 @@ from metafusion_jax.metafusion.inputs import (  # noqa: F401  (re-exported for c
 from metafusion_jax.metafusion.records import SPLITS, Predictions, Progress, WarmState
 from metafusion_jax.training.artifacts import check_finite, prepare_workdir, write_json_atomic
 from metafusion_jax.training.checkpoints import RunCheckpoints
+from metafusion_jax.training import run_info
+from metafusion_jax.training.mesh import is_writer
 from metafusion_jax.training.writers import open_run_log
 
 SCHEDULE_STAGES = (program.INDEP, program.MUTUAL, program.B1_OTHER)
@@ -64,7 +80,7 @@ class CohortPrograms(NamedTuple):
 
 
 def make_cohort_programs(config, apply: Callable, cohort_inputs: dict,
-                         step=None) -> CohortPrograms:
+                         step=None, place: Callable = None) -> CohortPrograms:
     """Step (default: mutual learning), rho-run program and predictions of a cohort.
 
     Args:
@@ -72,7 +88,9 @@ def make_cohort_programs(config, apply: Callable, cohort_inputs: dict,
       apply: (params [M, ...], xs) -> F [M, N, C].
       cohort_inputs: {"x_<split>": K arrays [S, N, .], "y_<split>": [S, N]}.
       step: another `mutual.CohortStep` (e.g. Coop's).
+      place: puts the inputs on the mesh (`placement.Placement.put`); None: as given.
     """
+    cohort_inputs = cohort_inputs if place is None else place(cohort_inputs)
     step = step or mutual.make_cohort_step(apply, task=config.task,
                                            learning_rate=config.train.learning_rate)
     prog = program.make_program(step, n_train=cohort_inputs["y_train"].shape[1],
@@ -110,16 +128,23 @@ class Run(NamedTuple):
     inputs: dict
     keys: object
     stack_keys: object
+    placement: placement_lib.Placement
 
 
-def build_run(config, datas, seeds) -> Run:
-    """Cohort, initial params [S, M, ...] and keys of the resolved config and per-seed data."""
+def build_run(config, datas, seeds, placement=None) -> Run:
+    """Cohort, initial params [S_pad, M, ...] and keys of the resolved config and per-seed data.
+
+    placement: default the mesh of `config.mesh` (seeds padded to its "runs" size); params,
+    inputs and keys are created on it. `Run.inputs` and `Run.stack_keys` stay [S] (host).
+    """
+    placement = placement or placement_lib.make_placement(config.mesh, len(seeds))
     base = [jax.random.split(jax.random.key(s), 3) for s in seeds]
     init_keys, keys, stack_keys = (jnp.stack(k) for k in zip(*base))
-    spec, model, params0, cohort_inputs = build_cohort(config, datas, init_keys)
+    spec, model, params0, cohort_inputs = build_cohort(config, datas, init_keys,
+                                                       init_stacked=placement.init)
     return Run(config, list(seeds), datas, spec,
-               make_cohort_programs(config, model.apply, cohort_inputs), params0, cohort_inputs,
-               keys, stack_keys)
+               make_cohort_programs(config, model.apply, cohort_inputs, place=placement.put),
+               placement.put(params0), cohort_inputs, placement.put(keys), stack_keys, placement)
 
 
 def schedule_kwargs(run: Run) -> dict:
@@ -128,7 +153,8 @@ def schedule_kwargs(run: Run) -> dict:
     return dict(keys=run.keys, weight_fn=[weight_fn(c, s) for s in run.seeds],
                 warm_start=c.warm_start_b1, report_both_b1=c.report_both_b1,
                 largest_rho=c.divergence_weights == "adversarial",
-                chunk_epochs=chunk_epochs(c), predict=run.cohort.predict)
+                chunk_epochs=chunk_epochs(c), predict=run.cohort.predict,
+                placement=run.placement)
 
 
 def run_schedule(run: Run, **hooks) -> program.ScheduleResult:
@@ -145,13 +171,14 @@ def _baseline_setup(run: Run, coop: bool):
                                             out_dim=c.num_classes)
     step = baselines.make_coop_step(model.apply, learning_rate=c.train.learning_rate,
                                     reproduce_b17=c.baselines.coop_b17) if coop else None
-    progs = make_cohort_programs(c, model.apply, stack_splits(run.datas, raw_layout), step)
+    progs = make_cohort_programs(c, model.apply, stack_splits(run.datas, raw_layout), step,
+                                 place=run.placement.put)
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 100 + coop))(run.keys)
-    params = jax.vmap(model.init)(keys)
+    params = run.placement.init(model.init, keys)
     rhos = baselines.coop_rhos(c.rho_list) if coop else [0.0]
     p, o = program.stage_init(params, jax.vmap(progs.step.init_opt)(params), len(rhos),
                               warm=None)
-    w = jnp.ones((len(run.seeds), len(rhos), model.spec.num_members), jnp.float32)
+    w = np.ones((len(run.seeds), len(rhos), model.spec.num_members), np.float32)
     k = jnp.stack([jax.vmap(lambda key, r=r: jax.random.fold_in(key, r))(keys)
                    for r in range(len(rhos))], axis=1)
     return progs, p, o, rhos, w, k
@@ -162,7 +189,7 @@ def run_baseline_stage(run: Run, name: str, **hooks) -> records.StageRecord:
     progs, p, o, rhos, w, k = _baseline_setup(run, coop=name == "coop")
     return program.run_stage(progs.program, p, o, progs.data, rhos, w, k, name=name,
                              chunk_epochs=chunk_epochs(run.config), predict=progs.predict,
-                             **hooks)
+                             placement=run.placement, **hooks)
 
 
 def active_stages(config) -> list:
@@ -187,18 +214,31 @@ class _Saver:
     def __init__(self, run: Run, workdir: str):
         self.config, self.names = run.config, active_stages(run.config)
         self.epochs = int(run.config.train.epochs)
-        self.config_json = run.config.to_json(sort_keys=True)
-        self.ckpt = RunCheckpoints(workdir)
+        self.config_json = resume_json(run.config)
+        self.ckpt, self.placement = RunCheckpoints(workdir), run.placement
         self.done, self.timing, self.logged, self.progress = {}, {}, {}, None
         self.writer = self.bar = None
         self.workdir, self.partial, self.t0 = workdir, 0.0, time.time()
+
+    def _abstract(self, step):
+        """The checkpoint's tree as restore targets: host records as numpy, the running stage's
+        state [S, ...] on this run's mesh (whatever mesh saved it)."""
+        folder = self.ckpt.latest.directory / str(step) / "state"
+        tree = ocp.StandardCheckpointHandler().metadata(folder).tree
+
+        def leaf(m):
+            if m.sharding is None:        # saved from numpy (finished stages)
+                return jax.ShapeDtypeStruct(m.shape, m.dtype)
+            return self.placement.abstract(jax.ShapeDtypeStruct(m.shape, m.dtype))
+        return jax.tree.map(leaf, tree)
 
     def restore(self, likes: Callable) -> None:
         """Loads the latest checkpoint (likes(stage) -> (RunState like, WarmState like))."""
         saved = self.ckpt.latest_meta()     # compare configs before any array is read
         if saved is not None:
-            records.check_resumable(saved.meta.get("config"), self.config_json, self.workdir)
-        restored = self.ckpt.restore_latest(None)
+            records.check_resumable(without_placement(saved.meta.get("config")),
+                                    self.config_json, self.workdir)
+        restored = None if saved is None else self.ckpt.restore_latest(self._abstract(saved.step))
         step = 0
         if restored is not None:
             meta = restored.meta
@@ -211,10 +251,19 @@ class _Saver:
                 state = records.unpack_tree(restored.state["progress"], likes(name)[0])
                 self.progress, self.logged[name] = Progress(name, epoch, state), epoch
                 self.partial = self.timing.get(name, 0.0)
+        writer = is_writer()
         self.writer = open_run_log(self.workdir, None if restored is None else step,
-                                   also_stale=("results.json",))
+                                   also_stale=("results.json",), enabled=writer)
         self.bar = tqdm.tqdm(total=len(self.names) * self.epochs, initial=step,
-                             desc="Meta Fusion", unit="epoch")
+                             desc="Meta Fusion", unit="epoch", disable=not writer)
+        self._describe()
+
+    def _describe(self) -> None:
+        """Progress bar text: the stage that runs next and its rho values."""
+        todo = [n for n in self.names if n not in self.done]
+        if todo:
+            rhos = ", ".join(f"{r:g}" for r in stage_rhos(self.config, todo[0]))
+            self.bar.set_description(f"Meta Fusion {todo[0]} (rho {rhos})")
 
     def _log(self, name, val_curve, train_task, last):
         """Logs epochs [logged, last) of stage `name` (curves [S, R, E, M])."""
@@ -239,15 +288,15 @@ class _Saver:
         meta = {"stage": name, "completed": list(self.done), "timing": self.timing,
                 "progress": None, "config": self.config_json}
         if progress_state is not None:
-            state["progress"] = records.pack_tree(progress_state)
+            state["progress"] = records.pack_tree(self.placement.real(progress_state))
             meta["progress"] = {"stage": name, "epoch": epoch}
         if not state["done"]:
             del state["done"]
         self.ckpt.save_latest(self.names.index(name) * self.epochs + epoch, state, meta)
 
     def on_chunk(self, progress: Progress) -> None:
-        self._log(progress.stage, progress.state.val_curve, progress.state.train_task,
-                  progress.epoch)
+        curves = self.placement.host((progress.state.val_curve, progress.state.train_task))
+        self._log(progress.stage, *curves, progress.epoch)   # (host: every process gathers)
         self._save(progress.stage, progress.epoch, progress.state)
 
     def on_stage(self, name: str, record: records.StageRecord) -> None:
@@ -255,6 +304,7 @@ class _Saver:
         self.done[name] = record
         self._save(name, self.epochs, None)
         self.partial, self.t0, self.progress = 0.0, time.time(), None
+        self._describe()
 
     def hooks(self, names) -> dict:
         """Keyword arguments of a stage runner: the progress if it is one of `names`."""
@@ -266,6 +316,28 @@ class _Saver:
         for closer in (self.writer, self.bar):
             if closer is not None:
                 closer.close()
+
+
+# Where a run executes, not what it computes: a run may resume on another mesh or cache (or
+# with figures turned on or off).
+PLACEMENT_FIELDS = ("mesh", "compile_cache_dir", "figures")
+
+
+def resume_json(config) -> str:
+    """The config JSON a checkpoint must match to resume (less `PLACEMENT_FIELDS`)."""
+    return without_placement(config.to_json(sort_keys=True))
+
+
+def without_placement(config_json):
+    """A saved config JSON less `PLACEMENT_FIELDS` (anything else is returned as it is)."""
+    try:
+        tree = json.loads(config_json)
+    except (TypeError, ValueError):
+        return config_json
+    if not isinstance(tree, dict):
+        return config_json
+    return json.dumps({k: v for k, v in tree.items() if k not in PLACEMENT_FIELDS},
+                      sort_keys=True)
 
 
 def _likes(run: Run) -> Callable:
@@ -322,6 +394,7 @@ def train_and_evaluate(config, workdir: str, data=None) -> dict:
         is saved for those epochs and no results.json is written).
     """
     start = time.time()
+    placement_lib.use_compile_cache(config.get("compile_cache_dir", "auto"))
     workdir = prepare_workdir(workdir)
     seeds = [int(config.seed) + s for s in range(int(config.num_seeds))]
     config, datas = inputs.resolve(config, data, seeds)   # validates the config before and after
@@ -344,5 +417,11 @@ def train_and_evaluate(config, workdir: str, data=None) -> dict:
     results["timing"] = timing
     results["config"] = config.to_dict()
     check_finite({k: v for k, v in results["test"].items()}, "the test metrics")
-    write_json_atomic(os.path.join(workdir, "results.json"), results)
+    results["run_info"] = run_info.run_info()
+    if is_writer():
+        if config.get("figures", False):  # drawn before results.json: a finished run has both
+            drawn = cohort_figures.draw_metafusion_figures(workdir, results=results)
+            results["figures"] = {k: os.path.relpath(v, workdir) for k, v in drawn.items()}
+        write_json_atomic(os.path.join(workdir, "results.json"), results)
     return results
+
