@@ -13,6 +13,9 @@ items for all positives at once. Sampling runs in numpy on the host, seeded from
 is deterministic per key and costs well under a second per epoch at ML-100k size.
 
 Every batch of an epoch has the same shape; the last batch is padded with user/item 0 and weight 0.
+
+`exclude_items` (e.g. the held-out items of `interactions.cold_item_split`) are never negatives:
+for the rank arithmetic they count as train items of every user, but never as positives.
 """
 from typing import Callable, NamedTuple
 
@@ -55,10 +58,10 @@ class BPRSampler(NamedTuple):
 
 
 class _FreeIndex(NamedTuple):
-    users: np.ndarray    # int64 [E] unique train pairs, sorted by (user, item)
+    users: np.ndarray    # int64 [E] unique train pairs (the positives), sorted by (user, item)
     items: np.ndarray    # int64 [E]
-    gaps: np.ndarray     # int64 [E] user * I + (t_m - m), globally sorted
-    starts: np.ndarray   # int64 [U] first row of each user
+    gaps: np.ndarray     # int64 [E'] user * I + (t_m - m) over train + excluded, globally sorted
+    starts: np.ndarray   # int64 [U] first row of each user in `gaps`
     n_free: np.ndarray   # int64 [U] number of non-train items per user
     n_items: int
 
@@ -68,24 +71,51 @@ def _numpy_rng(key):
     return np.random.default_rng(np.asarray(jax.random.bits(key, (4,), jnp.uint32)))
 
 
-def _build_index(train_pairs, n_users, n_items, min_free):
+def _build_index(train_pairs, n_users, n_items, min_free, exclude_items=None):
     pairs = interactions.check_pairs(train_pairs, name="train_pairs", n_users=n_users,
                                      n_items=n_items)
     # Duplicate pairs would break the rank arithmetic; a pair is one positive however often seen.
     codes = np.unique(interactions.pair_codes(pairs, n_items))
-    users, items = codes // n_items, codes % n_items
+    pos_users, pos_items = codes // n_items, codes % n_items
+    blocked = codes
+    excluded = _check_exclude(exclude_items, n_items)
+    if excluded.size:
+        # An excluded item is a "train item" of every user for the rank arithmetic only.
+        grid = np.arange(n_users, dtype=np.int64)[:, None] * n_items + excluded[None, :]
+        blocked = np.union1d(codes, grid.ravel())
+    users, items = blocked // n_items, blocked % n_items
     counts = np.bincount(users, minlength=n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     n_free = n_items - counts
-    short = np.flatnonzero((counts > 0) & (n_free < min_free))
+    has_train = np.bincount(pos_users, minlength=n_users) > 0
+    short = np.flatnonzero(has_train & (n_free < min_free))
     if short.size:
         u = int(short[0])
         raise ValueError(
             f"train_pairs: user {u} has {int(counts[u])} of n_items={n_items} items as train "
-            f"items, leaving {int(n_free[u])} possible negatives; at least {min_free} needed "
-            f"({short.size} users affected). Drop such users or lower num_negatives.")
-    gaps = users * n_items + (items - (np.arange(len(codes)) - starts[users]))
-    return _FreeIndex(users, items, gaps, starts, n_free, n_items)
+            f"(or excluded) items, leaving {int(n_free[u])} possible negatives; at least "
+            f"{min_free} needed ({short.size} users affected). Drop such users, exclude fewer "
+            "items or lower num_negatives.")
+    gaps = users * n_items + (items - (np.arange(len(blocked)) - starts[users]))
+    return _FreeIndex(pos_users, pos_items, gaps, starts, n_free, n_items)
+
+
+def _check_exclude(exclude_items, n_items):
+    """exclude_items as sorted unique int64 ids in [0, I) (empty if None)."""
+    if exclude_items is None:
+        return np.zeros(0, np.int64)
+    items = np.asarray(exclude_items)
+    if items.size == 0:
+        return np.zeros(0, np.int64)
+    if items.ndim != 1 or not np.issubdtype(items.dtype, np.integer):
+        raise ValueError(
+            f"exclude_items must be a 1-D int array of item ids, got {items.dtype} "
+            f"{items.shape}. Pass e.g. the cold items of `cold_item_split`.")
+    if items.min() < 0 or items.max() >= n_items:
+        raise ValueError(
+            f"exclude_items: item ids must lie in [0, {n_items}) (n_items={n_items}), got range "
+            f"[{int(items.min())}, {int(items.max())}].")
+    return np.unique(items.astype(np.int64))
 
 
 def _free_items(index, users, ranks):
@@ -127,7 +157,8 @@ def batch_triples(triples, batch_size, key):
                       weight.reshape(n_batches, batch_size))
 
 
-def make_bpr_sampler(train_pairs, *, n_users, n_items, num_negatives, batch_size):
+def make_bpr_sampler(train_pairs, *, n_users, n_items, num_negatives, batch_size,
+                     exclude_items=None):
     """Per-epoch resampled BPR triples with k uniform negatives per train pair.
 
     Args:
@@ -137,6 +168,8 @@ def make_bpr_sampler(train_pairs, *, n_users, n_items, num_negatives, batch_size
         num_negatives: k, negatives per positive, drawn uniformly (with replacement) from the
             user's non-train items.
         batch_size: B.
+        exclude_items: optional int [I_x] item ids never drawn as negatives (e.g. the held-out
+            cold items of `interactions.cold_item_split`).
 
     Returns:
         BPRSampler whose `epoch(key, epoch)` returns that epoch's shuffled BPRBatches, drawn from
@@ -147,7 +180,7 @@ def make_bpr_sampler(train_pairs, *, n_users, n_items, num_negatives, batch_size
     """
     k = _check_positive(num_negatives, "num_negatives")
     batch_size = _check_positive(batch_size, "batch_size")
-    index = _build_index(train_pairs, n_users, n_items, min_free=1)
+    index = _build_index(train_pairs, n_users, n_items, min_free=1, exclude_items=exclude_items)
     n = len(index.users)
 
     def epoch(key, epoch):
@@ -162,7 +195,7 @@ def make_bpr_sampler(train_pairs, *, n_users, n_items, num_negatives, batch_size
 
 
 def static_triples(train_pairs, *, n_users, n_items, key, num_negatives=5,
-                   single_negative_rows=False):
+                   single_negative_rows=False, exclude_items=None):
     """The reference's static negatives: k per positive, drawn once without replacement.
 
     Args:
@@ -173,6 +206,7 @@ def static_triples(train_pairs, *, n_users, n_items, key, num_negatives=5,
         num_negatives: k (the reference uses 5).
         single_negative_rows: if True, return E * k rows with one negative each, the reference's
             (u, i, j) layout in which every triple is shuffled on its own.
+        exclude_items: optional int [I_x] item ids never drawn as negatives.
 
     Returns:
         Triples: users [E], pos [E], neg [E, k] (or [E * k], [E * k], [E * k, 1]); the k
@@ -183,7 +217,7 @@ def static_triples(train_pairs, *, n_users, n_items, key, num_negatives=5,
         ValueError: on bad pairs/ids, or if a user has fewer than k non-train items.
     """
     k = _check_positive(num_negatives, "num_negatives")
-    index = _build_index(train_pairs, n_users, n_items, min_free=k)
+    index = _build_index(train_pairs, n_users, n_items, min_free=k, exclude_items=exclude_items)
     rng = _numpy_rng(key)
     n = len(index.users)
     n_free = index.n_free[index.users]

@@ -324,3 +324,85 @@ def per_user_split(pairs, n_users, seed, fractions=(0.8, 0.1, 0.1)):
         part = part[np.lexsort((part[:, 1], part[:, 0]))]
         out.append(part.astype(np.int32))
     return tuple(out)
+
+
+class ColdSplit(NamedTuple):
+    """Items held out with all their interactions (the cold-start protocol).
+
+    Attributes:
+        data: the warm `InteractionData`: same U, I and features, the cold items' pairs removed
+            from every split; every user keeps at least one train pair.
+        cold_items: int32 [I_c] sorted ids of the held-out items (no pair in `data` names them).
+        cold_pairs: int32 [E_c, 2] every (user, item) pair of a cold item, from all three splits,
+            sorted by (user, item): what a content-only ranking of the cold items is scored on.
+    """
+
+    data: InteractionData
+    cold_items: np.ndarray
+    cold_pairs: np.ndarray
+
+
+def cold_item_split(data, fraction, seed=0):
+    """Holds out a random `fraction` of the items with all their interactions.
+
+    Items are visited in a seeded random order and made cold unless that would take a user's
+    last train pair (so the warm data stays valid: every user keeps a train item); items without
+    any pair are never chosen (nothing to evaluate on). round(fraction * I) items are held out,
+    or fewer if the constraint runs out of candidates (a warning says how many).
+
+    Args:
+        data: a validated `InteractionData`.
+        fraction: in (0, 1): the share of the I items to hold out.
+        seed: numpy seed of the item order.
+
+    Returns:
+        ColdSplit.
+
+    Raises:
+        ValueError: if fraction is not in (0, 1), or no item can be held out.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+            0.0 < fraction < 1.0):
+        raise ValueError(
+            f"cold_item_split: fraction must be a number in (0, 1) (the share of items held "
+            f"out), got {fraction!r}. Use e.g. config.data.cold_items=0.2, or 0.0 for no "
+            "cold-start split.")
+    n_items, n_users = int(data.n_items), int(data.n_users)
+    target = int(_round_half_up(np.float64(fraction) * n_items))
+    every = np.concatenate([data.train, data.val, data.test]).astype(np.int64)
+    train = np.asarray(data.train, np.int64)
+    train_left = np.bincount(train[:, 0], minlength=n_users)
+    order = np.argsort(train[:, 1], kind="stable")
+    bounds = np.searchsorted(train[order, 1], np.arange(n_items + 1))
+    has_pairs = np.bincount(every[:, 1], minlength=n_items) > 0
+    cold = np.zeros(n_items, bool)
+    for item in np.random.default_rng(seed).permutation(n_items):
+        if cold.sum() >= target:
+            break
+        if not has_pairs[item]:
+            continue
+        users = train[order[bounds[item]:bounds[item + 1]], 0]
+        if (train_left[users] > 1).all():
+            train_left[users] -= 1
+            cold[item] = True
+    n_cold = int(cold.sum())
+    if n_cold == 0:
+        raise ValueError(
+            f"cold_item_split: no item of {data.name!r} can be held out without taking some "
+            "user's only train pair. Use data where users have more than one train pair.")
+    if n_cold < target:
+        logging.warning("cold_item_split: held out %d items, not the %d asked for (fraction %s): "
+                        "the others would take a user's last train pair.", n_cold, target,
+                        fraction)
+    splits = {s: np.asarray(getattr(data, s)) for s in SPLITS}
+    warm = {s: p[~cold[p[:, 1]]] for s, p in splits.items()}
+    cold_pairs = every[cold[every[:, 1]]]
+    cold_pairs = cold_pairs[np.lexsort((cold_pairs[:, 1], cold_pairs[:, 0]))].astype(np.int32)
+    warm_data = data._replace(**warm)
+    for split in ("val", "test"):
+        if len(warm[split]) == 0:
+            raise ValueError(
+                f"cold_item_split: the warm {split} split of {data.name!r} is empty after "
+                f"holding out {n_cold} items. Lower the fraction ({fraction}).")
+    return ColdSplit(validate_interactions(warm_data, source=f"cold_item_split({data.name!r})"),
+                     np.flatnonzero(cold).astype(np.int32), cold_pairs)
