@@ -102,10 +102,11 @@ def test_baseline_options_reach_the_model():
     config.model.lattice.dim = 12
     config.model.lattice.knn_k = 3
     train.validate_config(config)
-    assert inputs.model_kwargs(config.model) == {"dim": 12, "n_layers": 2, "n_item_layers": 1,
-                                                 "knn_k": 3}
+    assert inputs.model_kwargs(config.model) == {"dim": 12, "feat_embed_dim": 64, "n_layers": 2,
+                                                 "n_item_layers": 1, "knn_k": 3,
+                                                 "lambda_coeff": 0.9}
     params, user, _ = shapes_of(config, 150)
-    assert params["emb"].shape == (N_USERS + N_ITEMS, 12) and user.shape == (N_USERS, 12)
+    assert params["item"].shape == (N_ITEMS, 12) and user.shape == (N_USERS, 12)
     config = metammf_configs.get_config("smoke,model=vbpr")  # smoke shrinks the baselines too
     assert inputs.model_kwargs(config.model) == {"id_dim": 4, "content_dim": 32}
 
@@ -186,7 +187,7 @@ def test_run_fields_are_checked():
                                               type_safe=False)
     for field, value, match in [("seed", 1.5, r"config.seed must be an int, got 1.5"),
                                 ("eval_chunk", 2.5, r"config.eval_chunk must be an int >= 1"),
-                                ("data_parallel", 1, r"config.data_parallel must be True or")]:
+                                ("progress", 1, r"config.progress must be True or")]:
         config = loose()
         config[field] = value
         with pytest.raises(ValueError, match=match):

@@ -17,14 +17,20 @@ def test_default_single_axis_uses_all_devices():
     assert dict(mesh_lib.make_mesh((("data", -1),), jax.devices()[:1]).shape) == {"data": 1}
 
 
+def test_fixed_sizes_below_device_count_use_first_devices():
+    mesh = mesh_lib.make_mesh((("data", 2),))
+    assert dict(mesh.shape) == {"data": 2}
+    assert list(mesh.devices.flat) == jax.devices()[:2]
+
+
 def test_axes_are_auto():
     mesh = mesh_lib.make_mesh((("data", 8),))
     assert mesh.axis_types == (jax.sharding.AxisType.Auto,)
 
 
 @pytest.mark.parametrize("spec, match", [
-    ((("data", 3),), "multiple of 3"),
-    ((("data", 4),), "uses 4 devices"),
+    ((("data", -1), ("m", 3)), "multiple of 3"),
+    ((("data", 16),), "needs 16 devices"),
     ((("a", -1), ("b", -1)), "more than one -1"),
     ((("a", 2), ("a", 4)), "repeats an axis"),
     ((("data", 0),), "size 0"),

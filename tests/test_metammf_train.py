@@ -15,6 +15,7 @@ from metafusion_jax.metammf import inputs
 from metafusion_jax.metammf import models
 from metafusion_jax.metammf import train
 from metafusion_jax.training import checkpoints
+from reliability import bad_input
 
 # A persistent compile cache shared by this module's runs (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("persistent_compile_cache")
@@ -74,7 +75,8 @@ def test_smoke_run_writes_results_logs_and_events(tmp_path, fast_compile):
     with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
         on_disk = json.load(f)
     assert on_disk == json.loads(json.dumps(results))
-    assert set(on_disk) == {"model", "dataset", "best_epoch", "val", "test", "timing", "config"}
+    assert set(on_disk) == {"model", "dataset", "best_epoch", "val", "test", "timing", "config",
+                            "run_info"}
     assert on_disk["model"] == "metammf"
     assert on_disk["dataset"] == "synthetic_microvideo"
     assert set(on_disk["val"]) == METRIC_KEYS and set(on_disk["test"]) == METRIC_KEYS
@@ -166,8 +168,8 @@ def test_non_finite_loss_raises_and_keeps_checkpoints(tmp_path, fast_compile, mo
 
     real_make_step = train.make_train_step
 
-    def nan_loss_step(model, tx):  # same data and config (so the run resumes), a NaN loss
-        step = real_make_step(model, tx)
+    def nan_loss_step(model, tx, constrain_rows=None):  # same data and config (so the run resumes), a NaN loss
+        step = real_make_step(model, tx, constrain_rows)
 
         def wrapped(params, opt_state, inputs, batch, key):
             params, opt_state, loss = step(params, opt_state, inputs, batch, key)
@@ -227,17 +229,19 @@ def test_sharded_step_matches_single_device(fast_compile):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p8)
 
 
-def test_data_parallel_run_matches_single_device_run(tmp_path, fast_compile, monkeypatch):
-    monkeypatch.setitem(models.MODELS, "fake_mf", make_fake_mf([]))
-    one = train.train_and_evaluate(smoke_config(**{"num_epochs": 2, "model.name": "fake_mf"}),
-                                   str(tmp_path / "one"))
-    eight = train.train_and_evaluate(
-        smoke_config(**{"num_epochs": 2, "model.name": "fake_mf", "data_parallel": True}),
-        str(tmp_path / "eight"))
-    losses = [[r["train/loss"] for r in read_jsonl(str(tmp_path / d)) if "train/loss" in r]
-              for d in ("one", "eight")]
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
-    assert eight["best_epoch"] == one["best_epoch"]
+@pytest.mark.parametrize("n_devices", [2, 8])
+def test_mesh_run_matches_single_device_run(tmp_path, fast_compile, n_devices):
+    """The real model (GCN backbone: sharded fusion rows, graph, batch) on a mesh == 1 device."""
+    runs = {}
+    for n in (1, n_devices):
+        runs[n] = train.train_and_evaluate(
+            smoke_config(**{"num_epochs": 2, "mesh": (("data", n),)}), str(tmp_path / str(n)))
+    losses = [[r["train/loss"] for r in read_jsonl(str(tmp_path / str(n))) if "train/loss" in r]
+              for n in (1, n_devices)]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for split in ("val", "test"):
+        for name, value in runs[1][split].items():
+            np.testing.assert_allclose(runs[n_devices][split][name], value, atol=1e-6)
 
 
 def test_early_stopping_after_patience(tmp_path, fast_compile, monkeypatch):
@@ -274,9 +278,29 @@ def test_bad_config_raises(field, value, match):
         train.validate_config(config)
 
 
-def test_data_parallel_needs_divisible_batch():
-    with pytest.raises(ValueError, match="config.batch_size"):
-        train.validate_config(smoke_config(batch_size=100, data_parallel=True))
+def test_checkpoint_restores_across_mesh_shapes(tmp_path, fast_compile):
+    """Epochs 1-2 on 8 devices, 3 on 2, 4 on 1: the same losses and metrics as 1 device."""
+    straight = train.train_and_evaluate(smoke_config(mesh=(("data", 1),)), str(tmp_path / "one"))
+    workdir = str(tmp_path / "moved")
+    for n, stop in ((8, 2), (2, 1), (1, 0)):
+        out = train.train_and_evaluate(smoke_config(mesh=(("data", n),),
+                                                    max_epochs_this_run=stop), workdir)
+    assert out["best_epoch"] == straight["best_epoch"]
+    losses = [[r["train/loss"] for r in read_jsonl(d) if "train/loss" in r]
+              for d in (str(tmp_path / "one"), workdir)]
+    assert len(losses[1]) == 4
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for name, value in straight["test"].items():
+        np.testing.assert_allclose(out["test"][name], value, atol=1e-6)
+
+
+def test_mesh_needs_divisible_batch():
+    with bad_input("MetaMMF config: batch size not a multiple of the mesh's data axis",
+                   match=r"config.batch_size must be a multiple of the 8 devices"):
+        train.validate_config(smoke_config(batch_size=100))
+    with bad_input("MetaMMF config: a mesh larger than the visible devices",
+                   match=r"needs 16 devices, but 8 are visible"):
+        train.validate_config(smoke_config(mesh=(("data", 16),)))
 
 
 # ---- your own data: InteractionData.from_pairs and train_and_evaluate(data=...) ----------------

@@ -51,10 +51,13 @@ def test_prepare_inputs(name):
     model = _make(name)
     inputs = _inputs()
     extra = model.prepare_inputs(np.asarray(inputs["features"]), SLICES, inputs["graph"])
-    if name == "lattice":
-        assert extra["knn_idx"].shape == (2, I, 7) and extra["knn_w"].shape == (2, I, 7)
-    else:
-        assert extra == {}
+    n_edges = int(inputs["graph"].src.shape[0]) // 2
+    expected = {  # knn_k = 10 is capped at I = 7
+        "lattice": {"lattice_s0_idx": (2, I, 7), "lattice_s0_w": (2, I, 7)},
+        "freedom": {"freedom_knn_idx": (2, I, 7), "freedom_users": (n_edges,),
+                    "freedom_items": (n_edges,)},
+    }.get(name, {})
+    assert {k: np.shape(v) for k, v in extra.items()} == expected
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -139,6 +142,18 @@ def test_dropout_keeps_expectation():
     assert abs(float(jnp.mean(y == 0)) - 0.2) < 0.02
     assert abs(float(y.mean()) - 1.0) < 0.03
     np.testing.assert_array_equal(models.dropout(jax.random.key(0), x, 0.0), x)
+
+
+def test_dropout_rate_and_scale_are_exact_on_the_16_bit_grid():
+    # 0.25 is on the 2^-16 grid: survivors are scaled by exactly 4/3; 2-D and odd sizes work.
+    x = jnp.ones((301, 7))
+    y = np.asarray(models.dropout(jax.random.key(3), x, 0.25))
+    assert set(np.unique(y)) == {0.0, np.float32(4.0 / 3.0)}
+    assert abs(float(np.mean(y == 0)) - 0.25) < 0.02
+    # Elements i and i + n/2 share a threefry word (low and high 16 bits): still independent.
+    z = np.asarray(models.dropout(jax.random.key(3), jnp.ones((20000,)), 0.5)) == 0
+    both = float(np.mean(z[:10000] & z[10000:]))
+    assert abs(both - 0.25) < 0.02
 
 
 def test_embed_compiles_once_for_two_param_values():

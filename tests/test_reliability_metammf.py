@@ -206,8 +206,8 @@ def test_non_finite_params_are_never_saved(tmp_path, monkeypatch):
     rows_before = read_jsonl(workdir)
     real_make_step = train.make_train_step
 
-    def nan_params_step(model, tx):  # a finite loss, NaN params (as a dropout rate of 1 gives)
-        step = real_make_step(model, tx)
+    def nan_params_step(model, tx, constrain_rows=None):  # a finite loss, NaN params (as a dropout rate of 1 gives)
+        step = real_make_step(model, tx, constrain_rows)
 
         def wrapped(params, opt_state, inputs, batch, key):
             params, opt_state, loss = step(params, opt_state, inputs, batch, key)

@@ -27,8 +27,10 @@ user_dim, gcn_dropout; static_mlp fixes fusion="static"). Every baseline reads i
 sub-ConfigDict whose keys are exactly its factory's keyword arguments:
   config.model.vbpr      id_dim, content_dim
   config.model.lightgcn  dim, n_layers
-  config.model.mmgcn     dim, n_layers
-  config.model.lattice   dim, n_layers, n_item_layers, knn_k
+  config.model.mmgcn     dim, n_layers, mlp_dim, concat              (metammf/mmgcn_model.py)
+  config.model.lattice   dim, feat_embed_dim, n_layers, n_item_layers, knn_k, lambda_coeff
+  config.model.freedom   dim, n_layers, n_mm_layers, knn_k, dropout, modality_weights
+  config.model.random    dim, seed          (popularity has no options, so no group)
 e.g. `--config.model.lightgcn.n_layers=2`. A field no model knows is a ValueError naming it.
 
 Data fields for the MMGCN layout: `config.data.feature_files` = ((modality, file name), ...);
@@ -76,6 +78,9 @@ def _base():
     config.data.feature_files = ()     # mmgcn only: ((modality, file), ...); () = MovieLens names
     config.data.pca_skip_absent = False  # drop (and log) pca_dims of modalities the data lacks
     config.data.standardize = False    # standardise every feature column over items (module doc)
+    # Cold-start protocol: this fraction of items is held out with all its interactions (never
+    # a negative in training) and ranked from content alone (results["cold"]); 0.0 = off.
+    config.data.cold_items = 0.0
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "metammf"      # key of metammf.models.MODELS
@@ -91,9 +96,16 @@ def _base():
     # Baselines: one sub-config each, keys = the factory's keyword arguments (its defaults).
     config.model.vbpr = ml_collections.ConfigDict({"id_dim": 32, "content_dim": 32})
     config.model.lightgcn = ml_collections.ConfigDict({"dim": 64, "n_layers": 3})
-    config.model.mmgcn = ml_collections.ConfigDict({"dim": 64, "n_layers": 2})
+    config.model.mmgcn = ml_collections.ConfigDict(
+        {"dim": 64, "n_layers": 3, "mlp_dim": 256, "concat": True})
     config.model.lattice = ml_collections.ConfigDict(
-        {"dim": 64, "n_layers": 2, "n_item_layers": 1, "knn_k": 10})
+        {"dim": 64, "feat_embed_dim": 64, "n_layers": 2, "n_item_layers": 1, "knn_k": 10,
+         "lambda_coeff": 0.9})
+    config.model.freedom = ml_collections.ConfigDict(
+        {"dim": 64, "n_layers": 2, "n_mm_layers": 1, "knn_k": 10, "dropout": 0.8,
+         "modality_weights": ()})
+    # Floors: popularity has no options; random's seed (the table sets it to config.seed).
+    config.model.random = ml_collections.ConfigDict({"dim": 64, "seed": 0})
 
     config.num_epochs = 60
     config.eval_every = 5
@@ -104,11 +116,13 @@ def _base():
     config.learning_rate = 1e-3
     config.weight_decay = 1e-6         # coupled L2, as torch Adam(weight_decay=...)
     config.eval_chunk = 4096
-    config.data_parallel = False       # batch over a mesh of all devices, params replicated
-    # Device mesh (training/mesh.py): -1 = all remaining devices.
+    # Device mesh (training/mesh.py, metammf/placement.py): batch, items and graph rows split
+    # over "data"; -1 = all remaining devices (1 CPU, 8 fake CPU devices, a TPU runtime, GPUs).
     config.mesh = (("data", -1),)
     config.max_epochs_this_run = 0     # > 0: stop after that many epochs (resume later)
     config.progress = True
+    # Draw training curves and the modality attribution into <workdir>/figures/ (PNG).
+    config.figures = True
     return config
 
 
@@ -183,6 +197,7 @@ def _smoke(config):
     config.batch_size = 128
     config.eval_chunk = 64
     config.progress = False
+    config.figures = False             # tests stay fast; --config.figures=True to draw
     return config
 
 

@@ -7,7 +7,8 @@ un-jitted pure functions; params are plain dicts; you own jit):
              `FUSION_KINDS` (dense | cp | cp_repo | static, one `FusionLayer` each) and the meta
              extractor `meta_info_init` / `meta_info` that gives each item its s_i [S].
   models     `Recommender(init, embed, prepare_inputs)`; `make_metammf`, `make_static_mlp` and the
-             baselines `make_vbpr`, `make_lightgcn`, `make_mmgcn`, `make_lattice`; `MODELS` maps
+             baselines `make_vbpr`, `make_lightgcn`, `make_mmgcn`, `make_lattice`, `make_freedom`
+             and the floors `make_popularity`, `make_random`; `MODELS` maps
              config.model.name to a `ModelSpec(factory, options, config_group)`.
   data       `InteractionData` (`InteractionData.from_pairs(...)` for your own arrays),
              `prepare_item_features` (concatenation + optional per-modality PCA),
@@ -20,10 +21,13 @@ un-jitted pure functions; params are plain dicts; you own jit):
     fusion = mfj.metammf.make_fusion("cp", dims=(160, 80, 32), s_dim=5, rank=16)
 """
 from metafusion_jax.data.rec.interactions import InteractionData
-from metafusion_jax.metammf.baselines import make_lattice
 from metafusion_jax.metammf.baselines import make_lightgcn
-from metafusion_jax.metammf.baselines import make_mmgcn
 from metafusion_jax.metammf.baselines import make_vbpr
+from metafusion_jax.metammf.floors import make_popularity
+from metafusion_jax.metammf.floors import make_random
+from metafusion_jax.metammf.freedom import make_freedom
+from metafusion_jax.metammf.lattice import make_lattice
+from metafusion_jax.metammf.mmgcn_model import make_mmgcn
 from metafusion_jax.metammf.features import prepare_item_features
 from metafusion_jax.metammf.graph import make_bipartite_graph
 from metafusion_jax.metammf.layers import FUSION_KINDS
@@ -56,10 +60,13 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "Recommender",
+    "make_freedom",
     "make_lattice",
     "make_lightgcn",
     "make_metammf",
     "make_mmgcn",
+    "make_popularity",
+    "make_random",
     "make_static_mlp",
     "make_vbpr",
     # data

@@ -18,6 +18,7 @@ from metafusion_jax.data.rec import synthetic as synthetic_rec
 from metafusion_jax.metammf import features as features_lib
 from metafusion_jax.metammf import graph as graph_lib
 from metafusion_jax.metammf import models
+from metafusion_jax.training import mesh as mesh_lib
 
 DATA_ARG_SOURCE = "train_and_evaluate(data=...)"
 # config.data fields that only pick and load a dataset: unused when the caller passes `data`.
@@ -131,14 +132,18 @@ def validate_config(config):
     _require(_is_dropout_pair(config.model.gcn_dropout), "model.gcn_dropout",
              "two dropout rates in [0, 1) (after GCN layer 1, on its output), e.g. (0.5, 0.2); "
              "a rate of 1 drops everything and gives NaN gradients", config.model.gcn_dropout)
-    for field in ("data_parallel", "progress", "data.pca_skip_absent", "data.standardize"):
+    for field in ("progress", "data.pca_skip_absent", "data.standardize"):
         node, leaf = (config.data, field[5:]) if field.startswith("data.") else (config, field)
         _require(isinstance(node.get(leaf, False), bool), field, "True or False",
                  node.get(leaf))
-    if config.data_parallel:
-        n_dev = jax.device_count()
-        _require(config.batch_size % n_dev == 0, "batch_size",
-                 f"a multiple of the {n_dev} devices when data_parallel is on", config.batch_size)
+    error = mesh_lib.mesh_spec_error(config.mesh, jax.device_count())
+    if error:
+        raise ValueError(error)
+    n_data = mesh_lib.axis_size(config.mesh, "data", jax.device_count())
+    _require(config.batch_size % n_data == 0, "batch_size",
+             f"a multiple of the {n_data} devices of the mesh's 'data' axis (config.mesh "
+             f"{tuple(config.mesh)}; the batch is split over them), e.g. "
+             f"{n_data * max(1, round(config.batch_size / n_data))}", config.batch_size)
 
 
 def model_kwargs(model_cfg):

@@ -3,7 +3,7 @@
 `config.mesh` is big_vision style: a tuple of (axis name, size) pairs; a size of -1 takes all
 remaining devices (at most one -1). The default of each trainer uses every visible device, so
 one command runs unchanged on 1 CPU, 8 fake CPU devices, a TPU v2-8 / v5e-8 runtime or a
-multi-GPU host:
+multi-GPU host (fixed sizes whose product is below the device count use the first devices):
 
     MetaMMF:      (("data", -1),)                   batch, items and graph rows over all devices
     Meta Fusion:  (("runs", -1), ("members", 1))    seeds x rho runs over all devices
@@ -24,7 +24,7 @@ import os
 import jax
 import numpy as np
 
-__all__ = ["make_mesh", "mesh_spec_error", "initialize_distributed", "is_writer",
+__all__ = ["make_mesh", "mesh_spec_error", "axis_size", "initialize_distributed", "is_writer",
            "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "ENV_AUTO"]
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
@@ -58,13 +58,23 @@ def mesh_spec_error(spec, n_devices):
     if sizes.count(-1) > 1:
         return f"config.mesh has more than one -1 size: {pairs}. {hint}"
     fixed = math.prod(s for s in sizes if s != -1)
-    if n_devices % fixed:
+    if -1 in sizes and n_devices % fixed:
         return (f"config.mesh {pairs} needs a multiple of {fixed} devices, but {n_devices} are "
                 f"visible. {hint}")
-    if -1 not in sizes and fixed != n_devices:
-        return (f"config.mesh {pairs} uses {fixed} devices, but {n_devices} are visible: use -1 "
-                f"for one axis, or sizes whose product is {n_devices}. {hint}")
+    if -1 not in sizes and fixed > n_devices:
+        return (f"config.mesh {pairs} needs {fixed} devices, but {n_devices} are visible: use -1 "
+                f"for one axis, or sizes whose product is at most {n_devices}. {hint}")
     return None
+
+
+def axis_size(spec, name, n_devices):
+    """Size of axis `name` of a valid spec on `n_devices` devices (1 if the axis is absent)."""
+    sizes = {str(p[0]): int(p[1]) for p in spec}
+    if name not in sizes:
+        return 1
+    if sizes[name] != -1:
+        return sizes[name]
+    return n_devices // math.prod(s for s in sizes.values() if s != -1)
 
 
 def make_mesh(spec, devices=None):
@@ -75,7 +85,8 @@ def make_mesh(spec, devices=None):
         devices: defaults to `jax.devices()` (all processes' devices).
 
     Returns:
-        Mesh whose axis sizes multiply to the device count.
+        Mesh over all devices, or over the first prod(sizes) devices when no size is -1
+        (e.g. (("data", 1),) runs on one device of eight).
 
     Raises:
         ValueError: on a malformed spec or sizes that do not fit the devices.
@@ -87,7 +98,10 @@ def make_mesh(spec, devices=None):
     names = tuple(str(p[0]) for p in spec)
     sizes = [int(p[1]) for p in spec]
     fixed = math.prod(s for s in sizes if s != -1)
-    sizes = tuple(len(devices) // fixed if s == -1 else s for s in sizes)
+    if -1 in sizes:
+        sizes = tuple(len(devices) // fixed if s == -1 else s for s in sizes)
+    else:
+        devices = devices[:fixed]
     return jax.make_mesh(sizes, names, axis_types=(jax.sharding.AxisType.Auto,) * len(names),
                          devices=devices)
 

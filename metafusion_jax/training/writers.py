@@ -72,6 +72,24 @@ class MetricWriter:
             self._tb = None
 
 
+class NullWriter:
+    """MetricWriter's interface writing nothing: the log of every process but process 0."""
+
+    path = None
+
+    def truncate_after(self, step: int) -> None:
+        del step
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        del step, scalars
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def set_aside_stale_logs(logdir: str, also: Sequence[str] = ()) -> Optional[str]:
     """Moves metrics.jsonl, TensorBoard event files and `also` (names in logdir) aside.
 
@@ -101,13 +119,17 @@ def set_aside_stale_logs(logdir: str, also: Sequence[str] = ()) -> Optional[str]
 
 
 def open_run_log(logdir: str, resumed_step: Optional[int], tensorboard: bool = True,
-                 also_stale: Sequence[str] = ()) -> MetricWriter:
+                 also_stale: Sequence[str] = (), enabled: bool = True):
     """The MetricWriter of a run that resumes from `resumed_step`, or of a fresh run (None).
 
     Resumed: the existing log is continued, rows past `resumed_step` dropped. Fresh: earlier
     logs (and the files named in `also_stale`, e.g. an old results.json) are moved aside first
-    (`set_aside_stale_logs`), so the new log holds this run only.
+    (`set_aside_stale_logs`), so the new log holds this run only. With enabled=False (every
+    process of a multi-process run but process 0: `mesh.is_writer()`) a `NullWriter`, and
+    nothing is moved.
     """
+    if not enabled:
+        return NullWriter()
     if resumed_step is None:
         set_aside_stale_logs(logdir, also_stale)
     writer = MetricWriter(logdir, tensorboard=tensorboard)
