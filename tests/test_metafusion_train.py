@@ -30,7 +30,10 @@ def tiny_config():
 
 
 def _comparable(results):
-    return {k: v for k, v in results.items() if k not in ("timing", "config")}
+    # figures: drawn only where config.figures is on (the module's smoke run); run_info: the
+    # git commit may differ between runs of a test session's checkout.
+    return {k: v for k, v in results.items()
+            if k not in ("timing", "config", "figures", "run_info")}
 
 
 def _stage_spy(calls):

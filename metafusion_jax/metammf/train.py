@@ -155,6 +155,8 @@ def make_sampler(config, data, key, exclude_items=None):
 
 def _evaluate(embed_eval, params, inputs, data, eval_pairs, exclude_pairs, chunk_size):
     user_emb, item_emb = embed_eval(params, inputs)
+    if jax.process_count() > 1:  # replicated on a multi-process mesh: rank this process's copy
+        user_emb, item_emb = (np.asarray(x.addressable_data(0)) for x in (user_emb, item_emb))
     metrics = ranking.ranking_metrics(user_emb, item_emb, data.train, eval_pairs, ks=(10, 20),
                                       exclude_pairs=exclude_pairs, chunk_size=chunk_size)
     return {k: float(v) for k, v in metrics.items()}

@@ -233,7 +233,7 @@ def _user_mesh(user_emb, axis="users"):
     if isinstance(user_emb, jax.Array):
         devices = sorted(user_emb.devices(), key=lambda d: d.id)
         return Mesh(np.array(devices), (axis,)), axis
-    return Mesh(np.array([jax.devices()[0]]), (axis,)), axis
+    return Mesh(np.array([jax.local_devices()[0]]), (axis,)), axis
 
 
 def _on_mesh(x, mesh):
