@@ -12,9 +12,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
+
+from run_metammf_table import train_once  # experiments/ is on sys.path when run as a script
 
 # Table rows: label -> config suffixes (see configs/metammf.py).
 ROWS = {
@@ -38,20 +38,9 @@ def run(dataset, label, seed, root, cold, extra, collect_only=False):
     results = os.path.join(workdir, "results.json")
     if not os.path.exists(results) and collect_only:
         return None
-    if not os.path.exists(results):
-        config = f"{os.path.join(HERE, '..', 'configs', 'metammf.py')}:{dataset},{ROWS[label]}"
-        cmd = [sys.executable, os.path.join(HERE, "train_metammf.py"),
-               f"--config={config},seed={seed}", f"--workdir={workdir}",
-               f"--config.data.cold_items={cold}", f"--config.data.seed={seed}",
-               "--config.progress=False", "--config.figures=False"] + extra
-        t = time.time()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise RuntimeError(f"run failed: {' '.join(cmd)}")
-        print(f"  {dataset:<10} {label:<22} seed {seed}: {time.time() - t:6.1f} s", flush=True)
-    with open(results, encoding="utf-8") as f:
-        return json.load(f)
+    return train_once(f"{dataset},{ROWS[label]},seed={seed}",
+                      [f"--config.data.cold_items={cold}", f"--config.data.seed={seed}",
+                       "--config.figures=False"] + list(extra), workdir)
 
 
 def summarise(values):

@@ -82,18 +82,23 @@ def run(dataset, label, seed, root, extra):
     name = WORKDIR_NAMES.get(label, label.replace(" ", "_").replace("(", "").replace(")", ""))
     workdir = os.path.join(root, dataset, name, f"seed{seed}")
     extra = list(extra) + [f.format(seed=seed) for f in ROW_FLAGS.get(label, ())]
+    return train_once(f"{dataset},{ROWS[label]},seed={seed}", extra, workdir)
+
+
+def train_once(config_arg, flags, workdir):
+    """results.json of one train_metammf.py run (run unless workdir already holds it); the other
+    study scripts (tuning, protocol, cold start) run theirs through this too."""
     results = os.path.join(workdir, "results.json")
     if not os.path.exists(results):
-        config = f"{os.path.join(HERE, '..', 'configs', 'metammf.py')}:{dataset},{ROWS[label]}"
         cmd = [sys.executable, os.path.join(HERE, "train_metammf.py"),
-               f"--config={config},seed={seed}", f"--workdir={workdir}",
-               "--config.progress=False"] + extra
+               f"--config={os.path.join(HERE, '..', 'configs', 'metammf.py')}:{config_arg}",
+               f"--workdir={workdir}", "--config.progress=False"] + list(flags)
         t = time.time()
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             raise RuntimeError(f"run failed: {' '.join(cmd)}")
-        print(f"  {dataset:<10} {label:<22} seed {seed}: {time.time() - t:6.1f} s", flush=True)
+        print(f"  {workdir}: {time.time() - t:6.1f} s", flush=True)
     with open(results, encoding="utf-8") as f:
         return json.load(f)
 

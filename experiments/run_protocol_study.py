@@ -19,7 +19,7 @@ import json
 import os
 import statistics
 
-from run_tuning_study import train_once  # experiments/ is on sys.path when run as a script
+from run_metammf_table import train_once  # experiments/ is on sys.path when run as a script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")

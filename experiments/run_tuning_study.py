@@ -19,9 +19,9 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
+
+from run_metammf_table import train_once  # experiments/ is on sys.path when run as a script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {
@@ -32,23 +32,6 @@ MODELS = {
 LEARNING_RATES = (1e-3, 3e-3, 1e-2)
 WEIGHT_DECAYS = (0.0, 1e-6, 1e-4)
 METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")
-
-
-def train_once(config_arg, flags, workdir):
-    """results.json of one train_metammf.py run (run unless workdir already holds it)."""
-    results = os.path.join(workdir, "results.json")
-    if not os.path.exists(results):
-        cmd = [sys.executable, os.path.join(HERE, "train_metammf.py"),
-               f"--config={os.path.join(HERE, '..', 'configs', 'metammf.py')}:{config_arg}",
-               f"--workdir={workdir}", "--config.progress=False"] + list(flags)
-        t = time.time()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise RuntimeError(f"run failed: {' '.join(cmd)}")
-        print(f"  {workdir}: {time.time() - t:6.1f} s", flush=True)
-    with open(results, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def stats(values):
