@@ -34,7 +34,7 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "nbmake>=1.5", "nbclient>=0.10", "ipykernel>=6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbmake>=1.5", "nbclient>=0.10", "ipykernel>=6"],
     },
     license="Apache-2.0",
 )
