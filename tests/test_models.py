@@ -156,6 +156,26 @@ def test_dropout_rate_and_scale_are_exact_on_the_16_bit_grid():
     assert abs(both - 0.25) < 0.02
 
 
+def test_dropout_on_row_sharded_nodes_is_split_and_equals_one_device():
+    # The mask is drawn per row: on 8 devices each draws only its rows' bits (partitionable
+    # threefry), and the values equal the one-device mask bit for bit.
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    x = jax.random.normal(jax.random.key(1), (4096, 64))
+    key = jax.random.key(5)
+    one = models.dropout(key, x, 0.5)
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    rows = NamedSharding(mesh, P("data"))
+    f = jax.jit(lambda k, v: models.dropout(k, v, 0.5), out_shardings=rows)
+    np.testing.assert_array_equal(np.asarray(f(key, jax.device_put(x, rows))), np.asarray(one))
+
+    def flops(fn, *args):
+        cost = fn.lower(*args).compile().cost_analysis()
+        return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+    single = flops(jax.jit(lambda k, v: models.dropout(k, v, 0.5)), key, x)
+    split = flops(f, key, jax.device_put(x, rows))
+    assert split < 0.2 * single, (split, single)   # ~1/8: not replicated
+
+
 def test_embed_compiles_once_for_two_param_values():
     model = _make("metammf", fusion="dense", backbone="gcn")
     traces = []

@@ -57,13 +57,18 @@ def dropout(key, x, rate):
     graph aggregations (benchmarks/README.md). The drop probability is rate rounded to a
     multiple of 2^-16 (0.2 -> 0.199997); survivors are scaled by the exact 1 / P(keep), so
     E[dropout(x)] = x.
+
+    For x of 2 or more axes the words are drawn per leading row ([N, ceil(rest / 2)], both
+    halves of a word stay in its row; a 1-D x is one row), so on a mesh the mask is split like x's rows: with JAX's partitionable threefry each
+    device draws only its own rows' bits (a flat draw would be replicated on every device).
     """
     if rate <= 0.0:
         return x
     threshold = int(round(float(rate) * DROPOUT_LEVELS))
-    n = x.size
-    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
-    halves = jnp.concatenate([words & 0xFFFF, words >> 16])[:n].reshape(x.shape)
+    lead = x.shape[0] if x.ndim >= 2 else 1
+    rest = x.size // max(lead, 1)
+    words = jax.random.bits(key, (lead, (rest + 1) // 2), jnp.uint32)
+    halves = jnp.concatenate([words & 0xFFFF, words >> 16], axis=1)[:, :rest].reshape(x.shape)
     keep = halves >= jnp.uint32(threshold)
     scale = DROPOUT_LEVELS / (DROPOUT_LEVELS - threshold)
     return jnp.where(keep, x * jnp.asarray(scale, x.dtype), 0.0)
