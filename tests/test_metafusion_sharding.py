@@ -49,10 +49,12 @@ def one_device():
 
 
 @pytest.mark.parametrize("spec, member_split", [
-    ((("runs", 4),), False), ((("runs", 2), ("members", 2)), True)])
+    ((("runs", 4),), False), ((("runs", 2), ("members", 2)), True),
+    ((("runs", 2), ("rhos", 2)), False)])
 def test_sharded_program_equals_one_device(one_device, spec, member_split):
-    """3 seeds padded to 4 over "runs" (and the 4 members split in two): the 3 real seeds equal
-    one device; seeds need no communication, split members one all-gather per step."""
+    """3 seeds padded to 4 over "runs" (and the 4 members split in two, or the 2 positive rho
+    runs split in two): the 3 real seeds equal one device; seeds and rho runs need no
+    communication, split members one all-gather per step."""
     place = placement.make_placement(spec, 3, jax.devices()[:4])
     assert (place.n_seeds, place.padded, place.mesh.devices.size) == (3, 4, 4)
     run, sharded = _schedule(_config(3, M4), place)
@@ -75,6 +77,19 @@ def test_sharded_program_equals_one_device(one_device, spec, member_split):
         place.put(jax.random.split(jax.random.key(0), 3)[:, None]), 0, 1).compile().as_text()
     collectives = re.findall(r"all-gather|all-reduce|collective-permute|all-to-all", text)
     assert ("all-gather" in collectives) if member_split else not collectives
+    # The positive-rho stage (R = 2): its state, weights and keys split R over "rhos".
+    p, o = program.stage_init(p0, jax.vmap(run.cohort.step.init_opt)(p0), 2, warm=None)
+    state = place.jit(prog.init_seeds)(place.put_stage(p, 2), place.put_stage(o, 2))
+    rho_split = "rhos" if place.axis("rhos") == 2 else None
+    assert state.params["head"][0]["w"].sharding.spec[:2] == ("runs", rho_split)
+    assert state.val_curve.sharding.spec[:2] == ("runs", rho_split)
+    keys = place.put_stage(jax.random.split(jax.random.key(0), 6).reshape(3, 2))
+    assert jax.random.key_data(keys).sharding.spec[:2] == ("runs", rho_split)
+    if rho_split:
+        text = jax.jit(prog.run_epochs_seeds).lower(
+            state, run.cohort.data, place.replicate(np.float32([0.1, 0.5])),
+            place.put_stage(np.ones((3, 2, 4), np.float32), 2), keys, 0, 1).compile().as_text()
+        assert not re.findall(r"all-gather|all-reduce|collective-permute|all-to-all", text)
 
 
 def test_bad_mesh_and_cache_values_are_refused():
@@ -89,8 +104,9 @@ def test_bad_mesh_and_cache_values_are_refused():
 
 
 def test_checkpoint_of_one_mesh_resumes_on_another(tmp_path, monkeypatch):
-    """Killed inside "mutual" on 8 devices (1 seed padded to 8), resumed on 1 device: the same
-    results as an uninterrupted 1-device run; the checkpoint holds the real seed only."""
+    """Killed inside "mutual" on 8 devices (1 seed padded to 8), resumed on 2 devices with the
+    2 positive rho runs split over "rhos": the same results as an uninterrupted 1-device run;
+    the checkpoint holds the real seed only."""
     config = _config(1)
     config.checkpoint_every_epochs = 1
     reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
@@ -111,7 +127,9 @@ def test_checkpoint_of_one_mesh_resumes_on_another(tmp_path, monkeypatch):
     shapes = {a.shape[0] for a in jax.tree.leaves(saved.restore_latest(None).state["progress"])}
     saved.close()
     assert shapes == {1}
-    config.mesh = (("runs", -1), ("members", 1))      # 1 seed -> 1 of the 8 devices
+    config.mesh = (("runs", -1), ("rhos", 2), ("members", 1))   # 1 seed: 2 of the 8 devices
+    place = placement.make_placement(config.mesh, 1)
+    assert dict(place.mesh.shape) == {"runs": 1, "rhos": 2, "members": 1}
     resumed = train.train_and_evaluate(config, workdir)
     assert not os.path.exists(os.path.join(workdir, "stale_logs"))
     a, b = _comparable(resumed), _comparable(reference)

@@ -87,7 +87,8 @@ def _base() -> ml_collections.ConfigDict:
     config.seed = 1                  # first seed; seeds are seed .. seed + num_seeds - 1
     config.num_seeds = 1             # all seeds train in one program (stacked leading axis)
     config.checkpoint_every_epochs = 10  # epochs per checkpointed chunk of a training stage
-    # Device mesh (training/mesh.py): seeds x rho runs over devices, optionally members too.
+    # Device mesh (training/mesh.py): seeds over "runs"; optional ("rhos", n) splits a stage's
+    # rho runs, ("members", n) its members.
     # -1 = all remaining devices; the default runs unchanged on 1 CPU or 8 TPU cores.
     config.mesh = (("runs", -1), ("members", 1))
     # JAX's persistent compilation cache: "auto" = $XDG_CACHE_HOME/metafusion_jax/jax (else

@@ -1,11 +1,14 @@
-"""Where the stacked Meta Fusion program runs: one mesh, seeds over "runs", members over "members".
+"""Where the stacked Meta Fusion program runs: one mesh, seeds over "runs", rho runs over "rhos",
+members over "members".
 
 Every device array of a stage leads with the seed axis S. On the mesh of `config.mesh`
 (training/mesh.py, default (("runs", -1), ("members", 1))) the seed axis is split over "runs"
-(the seeds never talk to each other: no communication) and, in a stage's `RunState`, the member
-axis M over "members" (the divergence needs every member's outputs: XLA inserts one all-gather of
-F [M, B, C] per step). A stage whose M does not divide the "members" size keeps M whole on every
-"members" device (correct, just not split).
+(the seeds never talk to each other: no communication); a stage's arrays [S, R, ...] (its
+params, Adam state, `RunState`, weights and keys) split R over an optional "rhos" axis (the rho
+runs never talk either: no communication), and M over "members" (the divergence needs every
+member's outputs: XLA inserts one all-gather of F [M, B, C] per step). A stage whose R or M does
+not divide its axis keeps that axis whole on those devices (correct, just not split): the
+rho = 0 stage (R = 1) runs replicated over "rhos", the positive-rho stage splits.
 
 A seed count S that does not divide the "runs" size is padded to S_pad (the next multiple) by
 repeating the last seed; the padded seeds train like the last one and their results are dropped
@@ -38,13 +41,14 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from metafusion_jax.metafusion.records import RunState
 from metafusion_jax.training import mesh as mesh_lib
 
-RUNS, MEMBERS = "runs", "members"
+RUNS, RHOS, MEMBERS = "runs", "rhos", "members"
 
 
 class Placement(NamedTuple):
     """A mesh and the seed counts of one run.
 
-    mesh: `jax.sharding.Mesh` with axes "runs" and "members" (a missing axis counts as size 1).
+    mesh: `jax.sharding.Mesh` with axis "runs" and optional "rhos", "members" (a missing axis
+      counts as size 1).
     n_seeds: S real seeds; padded: S_pad >= S, a multiple of the "runs" size.
     """
     mesh: object
@@ -54,34 +58,40 @@ class Placement(NamedTuple):
     def axis(self, name: str) -> int:
         return int(dict(zip(self.mesh.axis_names, self.mesh.devices.shape)).get(name, 1))
 
-    def sharding(self, ndim: int, member_dim=None, members=None) -> NamedSharding:
-        """[S, ...] split over "runs" (and dim `member_dim` of size `members` over "members")."""
+    def sharding(self, ndim: int, member_dim=None, members=None, rhos=None) -> NamedSharding:
+        """[S, ...] split over "runs" (dim `member_dim` of size `members` over "members"; with
+        `rhos` = R, dim 1 over "rhos" where R divides it)."""
         spec = [None] * ndim
         if ndim and RUNS in self.mesh.axis_names:
             spec[0] = RUNS
         n = self.axis(MEMBERS)
         if member_dim is not None and n > 1 and members % n == 0:
             spec[member_dim] = MEMBERS
+        n = self.axis(RHOS)
+        if rhos is not None and ndim >= 2 and n > 1 and rhos % n == 0:
+            spec[1] = RHOS
         return NamedSharding(self.mesh, P(*spec))
 
     @property
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, P())
 
-    def leaf_sharding(self, leaf, member_dim=None) -> NamedSharding:
-        """A leaf [S_pad, ...] split over "runs" (and `member_dim` over "members"), any other
-        leaf replicated."""
+    def leaf_sharding(self, leaf, member_dim=None, stage=False) -> NamedSharding:
+        """A leaf [S_pad, ...] split over "runs" (`member_dim` over "members"; with `stage`, a
+        stage leaf [S_pad, R, ...], dim 1 over "rhos"), any other leaf replicated."""
         if not leaf.shape or leaf.shape[0] != self.padded:
             return self.replicated
         members = leaf.shape[member_dim] if member_dim is not None and \
             leaf.ndim > member_dim else None
-        return self.sharding(leaf.ndim, member_dim if members else None, members)
+        rhos = leaf.shape[1] if stage and leaf.ndim >= 2 else None
+        return self.sharding(leaf.ndim, member_dim if members else None, members, rhos)
 
     def tree_sharding(self, tree):
-        """Shardings of a tree of (abstract) arrays [S_pad, ...]; a RunState splits M too."""
+        """Shardings of a tree of (abstract) arrays [S_pad, ...]; a RunState (a stage's state,
+        [S, R, ...]) splits R and M too."""
         if isinstance(tree, RunState):
             dims = RunState(2, 2, 2, 2, 2, 3, 3)   # M: [S, R, M, ...], curves [S, R, E, M]
-            return RunState(*[jax.tree.map(lambda a, d=d: self.leaf_sharding(a, d), field)
+            return RunState(*[jax.tree.map(lambda a, d=d: self.leaf_sharding(a, d, True), field)
                               for field, d in zip(tree, dims)])
         return jax.tree.map(self.leaf_sharding, tree)
 
@@ -91,21 +101,32 @@ class Placement(NamedTuple):
         Leaves with S rows are padded by repeating the last seed; other leaves are replicated.
         PRNG key arrays are placed through their key data.
         """
-        return jax.tree.map(self._put_leaf, tree)
+        return jax.tree.map(lambda x: self._put_leaf(x, self.leaf_sharding), tree)
 
-    def _put_leaf(self, x):
+    def put_stage(self, tree, member_dim=None):
+        """`put` for a stage's inputs [S, R, ...] (params and Adam state with `member_dim` = 2,
+        weights [S, R, M], keys [S, R]): R also split over "rhos"; a RunState by
+        `tree_sharding`."""
+        if isinstance(tree, RunState):
+            dims = RunState(2, 2, 2, 2, 2, 3, 3)   # as tree_sharding, after padding S
+            return RunState(*[self.put_stage(field, d) for field, d in zip(tree, dims)])
+        return jax.tree.map(
+            lambda x: self._put_leaf(x, lambda a: self.leaf_sharding(a, member_dim, True)), tree)
+
+    def _put_leaf(self, x, sharding_of):
         if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             impl = jax.random.key_impl(x)
-            return jax.random.wrap_key_data(self._put_leaf(jax.random.key_data(x)), impl=impl)
+            data = self._put_leaf(jax.random.key_data(x), sharding_of)
+            return jax.random.wrap_key_data(data, impl=impl)
         if isinstance(x, jax.Array) and (jax.process_count() == 1 or
                                          not x.is_fully_addressable):
             if x.ndim and x.shape[0] == self.n_seeds < self.padded:
                 x = jnp.concatenate([x, jnp.repeat(x[-1:], self.padded - self.n_seeds, 0)])
-            return jax.device_put(x, self.leaf_sharding(x))
+            return jax.device_put(x, sharding_of(x))
         x = np.asarray(x)
         if x.ndim and x.shape[0] == self.n_seeds < self.padded:
             x = np.concatenate([x, np.repeat(x[-1:], self.padded - self.n_seeds, axis=0)])
-        sharding = self.leaf_sharding(x)
+        sharding = sharding_of(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     def replicate(self, x):

@@ -201,11 +201,14 @@ def run_stage(program: Program, params, opt_state, data, rhos: Sequence[float], 
         raise ValueError(f"cannot resume stage {name!r} ({epochs} epochs) from progress of "
                          f"{progress.stage!r} at epoch {progress.epoch}.")
     jit, host, put, scalar = _placed(placement)
-    rho_arr, w, keys = scalar(np.asarray(rhos, np.float32)), put(_f32(w)), put(keys)
+    put_stage = (lambda t, d=None: put(t)) if placement is None else placement.put_stage
+    rho_arr, w, keys = scalar(np.asarray(rhos, np.float32)), put_stage(_f32(w), 2), \
+        put_stage(keys)
     if progress is not None:
-        state, first = put(progress.state), int(progress.epoch)
+        state, first = put_stage(progress.state), int(progress.epoch)
     else:
-        state, first = jit(program.init_seeds)(put(params), put(opt_state)), 0
+        state = jit(program.init_seeds)(put_stage(params, 2), put_stage(opt_state, 2))
+        first = 0
     while first < epochs:
         last = min(first + chunk, epochs)
         state = jit(program.run_epochs_seeds)(state, data, rho_arr, w, keys,
@@ -230,10 +233,11 @@ def compile_stage(program: Program, params, opt_state, data, rhos: Sequence[floa
     the compiled cache). Used by benchmarks to keep compilation out of timed runs.
     """
     jit, _, put, scalar = _placed(placement)
-    state = jit(program.init_seeds)(put(params), put(opt_state))
+    put_stage = (lambda t, d=None: put(t)) if placement is None else placement.put_stage
+    state = jit(program.init_seeds)(put_stage(params, 2), put_stage(opt_state, 2))
     jax.block_until_ready(jit(program.run_epochs_seeds)(
-        state, data, scalar(np.asarray(rhos, np.float32)), put(_f32(w)),
-        put(keys), scalar(np.int32(0)), scalar(np.int32(0))))
+        state, data, scalar(np.asarray(rhos, np.float32)), put_stage(_f32(w), 2),
+        put_stage(keys), scalar(np.int32(0)), scalar(np.int32(0))))
 
 
 def choose_rho(best_val: np.ndarray, cluster_idxs: Optional[Sequence[int]] = None) -> int:
