@@ -30,3 +30,19 @@ def test_flag_is_live_in_this_process_and_keeps_the_numbers():
     assert "ynn_fusion" not in hlo and " dot(" in hlo
     want = np.einsum("mbd,mdh->mbh", np.asarray(a, np.float64), np.asarray(w, np.float64))
     np.testing.assert_allclose(np.asarray(f(a, w)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_one_shot_jit_gives_the_same_init_and_works_nested():
+    """Level-0 LLVM on CPU: the threefry init of a cohort head is bit-identical to jax.jit's;
+    inside another jit it is traced as a plain nested jit (compiler options are top-level)."""
+    from metafusion_jax.metafusion import cohort
+    init = jax.vmap(lambda k: cohort.init_mlp(k, (24, 30, 1)))
+    keys = jax.random.split(jax.random.key(3), 4)
+    ref = jax.jit(init)(keys)
+    got = xla_flags.one_shot_jit(init)(keys)
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    double = xla_flags.one_shot_jit(lambda x: 2.0 * x)
+    np.testing.assert_array_equal(jax.jit(lambda x: double(x) + 1.0)(np.ones(3, np.float32)),
+                                  np.full(3, 3.0, np.float32))
+    np.testing.assert_array_equal(double(np.ones(3, np.float32)), np.full(3, 2.0, np.float32))

@@ -40,6 +40,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from metafusion_jax.metafusion.records import RunState
 from metafusion_jax.training import mesh as mesh_lib
+from metafusion_jax.training.xla_flags import one_shot_jit
 
 RUNS, RHOS, MEMBERS = "runs", "rhos", "members"
 
@@ -138,7 +139,7 @@ class Placement(NamedTuple):
         """`jax.vmap(init)(keys)` [S_pad, ...] created already sharded (keys [S] or [S_pad])."""
         keys = self.put(keys)
         shardings = self.tree_sharding(jax.eval_shape(jax.vmap(init), keys))
-        return jax.jit(jax.vmap(init), out_shardings=shardings)(keys)
+        return one_shot_jit(jax.vmap(init), out_shardings=shardings)(keys)
 
     def jit(self, fn: Callable) -> Callable:
         """`jax.jit(fn)` whose outputs are placed by `tree_sharding` (one wrapper per sharding)."""
@@ -162,7 +163,7 @@ class Placement(NamedTuple):
         if self.padded == self.n_seeds:
             return tree
         cut = lambda x: x[:self.n_seeds] if x.ndim and x.shape[0] == self.padded else x
-        return jax.jit(lambda t: jax.tree.map(cut, t),
+        return one_shot_jit(lambda t: jax.tree.map(cut, t),
                        out_shardings=self.replicated)(tree)
 
     def abstract(self, like):

@@ -25,6 +25,7 @@ import numpy as np
 from metafusion_jax.metafusion.mutual import CohortStep
 from metafusion_jax.metafusion.records import Progress, RunState, StageRecord, WarmState
 from metafusion_jax.metafusion import records
+from metafusion_jax.training.xla_flags import one_shot_jit
 
 INDEP, MUTUAL, B1_OTHER = "indep", "mutual", "b1_other"
 
@@ -304,7 +305,7 @@ def _weights(weight_fn, best0: np.ndarray):
     return np.stack([np.asarray(w, np.float32) for w in w_list]), list(clusters)
 
 
-@functools.partial(jax.jit, static_argnames="n_rhos")
+@functools.partial(one_shot_jit, static_argnames="n_rhos")
 def stage_init(params0, opt0, n_rhos: int, *, warm: Optional[WarmState]):
     """Initial (params, opt) [S, n_rhos, M, ...] of a stage: params0 / opt0 [S, M, ...] for every
     rho; with a `warm` state (bug B1) rho index 0 starts from its slot 0 instead. (jitted; pass

@@ -62,6 +62,7 @@ from metafusion_jax.training.checkpoints import RunCheckpoints
 from metafusion_jax.training import run_info
 from metafusion_jax.training.mesh import is_writer
 from metafusion_jax.training.writers import open_run_log
+from metafusion_jax.training.xla_flags import one_shot_jit
 
 SCHEDULE_STAGES = (program.INDEP, program.MUTUAL, program.B1_OTHER)
 
@@ -95,7 +96,7 @@ def make_cohort_programs(config, apply: Callable, cohort_inputs: dict,
                                            learning_rate=config.train.learning_rate)
     prog = program.make_program(step, n_train=cohort_inputs["y_train"].shape[1],
                                 batch_size=config.train.batch_size, epochs=config.train.epochs)
-    apply_sr = jax.jit(jax.vmap(jax.vmap(apply, in_axes=(0, None)), in_axes=(0, 0)))
+    apply_sr = one_shot_jit(jax.vmap(jax.vmap(apply, in_axes=(0, None)), in_axes=(0, 0)))
     predict = lambda best: Predictions(*[apply_sr(best, cohort_inputs[f"x_{sp}"])
                                          for sp in SPLITS])
     data = {k: cohort_inputs[k] for k in ("x_train", "y_train", "x_val", "y_val")}

@@ -26,3 +26,31 @@ def apply_cpu_flags(environ: Optional[MutableMapping[str, str]] = None) -> str:
     extra = [f"{name}={value}" for name, value in CPU_FLAGS.items() if name not in given]
     environ["XLA_FLAGS"] = " ".join([current.strip()] + extra).strip()
     return environ["XLA_FLAGS"]
+
+
+# Programs that run once or a few times per run (parameter init, stage set-up, predictions): on
+# CPU, XLA 0.10 spends most of their compile time in LLVM's optimiser (the threefry init of a
+# 24-member setting-2.2 cohort: 26.9 s at the default level, 5.2 s at level 0, bit-identical
+# values; benchmarks/README.md). Training steps keep the default level.
+ONE_SHOT_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def one_shot_jit(fn, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)` compiled with `ONE_SHOT_OPTIONS` on the CPU backend (default
+    options elsewhere); the backend is read at the first call, not at import. Called inside
+    another trace (compiler options apply to top-level programs only) it is a plain `jax.jit`."""
+    import functools
+
+    import jax
+    from jax.core import Tracer
+    jitted = {}
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        nested = any(isinstance(x, Tracer) for x in jax.tree.leaves((args, kwargs)))
+        if nested not in jitted:
+            top = not nested and jax.default_backend() == "cpu"
+            jitted[nested] = jax.jit(fn, compiler_options=ONE_SHOT_OPTIONS if top else None,
+                                     **jit_kwargs)
+        return jitted[nested](*args, **kwargs)
+    return call
