@@ -53,8 +53,12 @@ def start(tree, job, core, workdir, cache=None):
 
 
 def finish(proc, t0, log, workdir):
+    """Waits for one job; its wall time ends when it exits (`wait_all` polls several)."""
     code = proc.wait()
-    wall = time.perf_counter() - t0
+    return _result(code, time.perf_counter() - t0, log, workdir)
+
+
+def _result(code, wall, log, workdir):
     log.close()
     if code != 0:
         with open(workdir + ".log", encoding="utf-8") as f:
@@ -64,6 +68,19 @@ def finish(proc, t0, log, workdir):
     return {"wall_s": wall, "timing": results.get("timing")}
 
 
+def wait_all(runs):
+    """{arm: (workdir, proc, t0, log)} -> {arm: result}, each wall time taken when that job
+    exits (not when the other one does)."""
+    ended = {}
+    while len(ended) < len(runs):
+        for arm, (workdir, proc, t0, log) in runs.items():
+            if arm not in ended and proc.poll() is not None:
+                ended[arm] = (proc.returncode, time.perf_counter() - t0)
+        time.sleep(0.05)
+    return {arm: _result(code, wall, runs[arm][3], runs[arm][0])
+            for arm, (code, wall) in ended.items()}
+
+
 def pair(before, job, scratch, tag, cores, cache):
     """Runs before and after at once on the two given cores."""
     runs = {}
@@ -71,7 +88,7 @@ def pair(before, job, scratch, tag, cores, cache):
         workdir = os.path.join(scratch, f"{job}_{arm}_{tag}")
         runs[arm] = (workdir,) + start(tree, job, core, workdir,
                                        cache=None if arm == "before" else cache)
-    return {arm: finish(p, t0, log, w) for arm, (w, p, t0, log) in runs.items()}
+    return wait_all(runs)
 
 
 def main():
