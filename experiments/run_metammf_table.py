@@ -103,6 +103,26 @@ def train_once(config_arg, flags, workdir):
         return json.load(f)
 
 
+def read_payload(out):
+    """OUT.json of a study (what `--render_only` re-renders)."""
+    with open(out + ".json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_payload(out, payload):
+    """OUT.json of a study (its folder created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".json", "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+
+
+def write_markdown(out, text):
+    """OUT.md of a study, rendered from its JSON, also printed."""
+    with open(out + ".md", "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text)
+
+
 def summarise(values):
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -157,11 +177,7 @@ def main():
     parser.add_argument("--render_only", action="store_true")
     args = parser.parse_args()
     if args.render_only:
-        with open(args.out + ".json", encoding="utf-8") as f:
-            payload = json.load(f)
-        with open(args.out + ".md", "w", encoding="utf-8") as f:
-            f.write(render(payload))
-        print(render(payload))
+        write_markdown(args.out, render(read_payload(args.out)))
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = args.extra.split() if args.extra else []
@@ -184,12 +200,8 @@ def main():
                 cell = cell_of([run(dataset, label, s, args.root, extra) for s in seeds], seeds)
             table.setdefault(dataset, {})[label] = cell
     payload = {"extra_flags": extra, "table": table}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(render(payload))
-    print(render(payload))
+    write_payload(args.out, payload)
+    write_markdown(args.out, render(payload))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ Four protocols, same data, model and seeds:
 Writes OUT.json and OUT.md (rendered from the JSON).
 """
 import argparse
-import json
 import os
 import statistics
 
-from run_metammf_table import train_once  # experiments/ is on sys.path when run as a script
+# experiments/ is on sys.path when run as a script
+from run_metammf_table import read_payload, train_once, write_markdown, write_payload
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")
@@ -71,8 +71,7 @@ def main():
     parser.add_argument("--render_only", action="store_true")
     args = parser.parse_args()
     if args.render_only:
-        with open(args.out + ".json", encoding="utf-8") as f:
-            payload = json.load(f)
+        payload = read_payload(args.out)
     else:
         seeds = [int(s) for s in args.seeds.split(",")]
         results = {}
@@ -91,12 +90,8 @@ def main():
             # Written after every protocol: a study cut short keeps what finished.
             payload = {"args": {k: v for k, v in vars(args).items() if k != "render_only"},
                        "protocols": results}
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out + ".json", "w", encoding="utf-8") as f:
-                json.dump(payload, f, indent=2)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(render(payload))
-    print(render(payload))
+            write_payload(args.out, payload)
+    write_markdown(args.out, render(payload))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ Writes OUT.json (every run's val/test) and OUT.md (the table, rendered from the 
 """
 import argparse
 import itertools
-import json
 import os
 import statistics
 import sys
 
-from run_metammf_table import train_once  # experiments/ is on sys.path when run as a script
+# experiments/ is on sys.path when run as a script
+from run_metammf_table import read_payload, train_once, write_markdown, write_payload
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {
@@ -110,8 +110,7 @@ def main():
     args.learning_rates = [float(v) for v in args.learning_rates.split(",")]
     args.weight_decays = [float(v) for v in args.weight_decays.split(",")]
     if args.render_only:
-        with open(args.out + ".json", encoding="utf-8") as f:
-            payload = json.load(f)
+        payload = read_payload(args.out)
     else:
         args.grid_seeds = [int(s) for s in args.grid_seeds.split(",")]
         args.final_seeds = [int(s) for s in args.final_seeds.split(",")]
@@ -120,12 +119,8 @@ def main():
                    "extra_flags": extra,
                    "models": {label: run_model(label, args, extra)
                               for label in args.models.split(",")}}
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".json", "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(render(payload))
-    print(render(payload))
+        write_payload(args.out, payload)
+    write_markdown(args.out, render(payload))
 
 
 if __name__ == "__main__":
