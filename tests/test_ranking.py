@@ -279,3 +279,22 @@ def test_replicated_and_single_device_jax_arrays(fast_compile):
     assert ranking_metrics(replicated, on_dev3, train, evals, ks=(3,)) == want
     assert ranking_metrics(jax.device_put(user_emb, jax.devices()[5]), on_dev3, train, evals,
                            ks=(3,)) == want
+
+
+def test_a_second_call_on_jax_arrays_compiles_nothing(caplog):
+    # The trainer evaluates jax.Array embeddings every few epochs: the padding programs must be
+    # cached per shape (they were re-jitted per call: 0.19 -> 0.035 s an eval at ML-100k size).
+    import logging
+    import jax
+    user_emb, item_emb, train, evals, _ = random_case(17, n_users=29, n_items=33)
+    args = (jax.numpy.asarray(user_emb), jax.numpy.asarray(item_emb), train, evals)
+    first = ranking_metrics(*args, ks=(4,))
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        assert ranking_metrics(*args, ks=(4,)) == first
+    compiles = [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]
+    assert compiles == []
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):  # the check can fail
+        caplog.clear()
+        ranking_metrics(*args, ks=(5,))
+    assert any("ompil" in r.getMessage() for r in caplog.records)

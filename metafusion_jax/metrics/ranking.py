@@ -248,10 +248,23 @@ def _place_users(user_emb, shape, sharding):
     n_users = user_emb.shape[0]
     pad = shape[0] * shape[1] - n_users
     if isinstance(user_emb, jax.Array):
-        return jax.jit(lambda u: jnp.pad(u, ((0, pad), (0, 1)), constant_values=1.0).reshape(
-            shape), out_shardings=sharding)(user_emb)
+        return _pad_users_fn(shape, sharding)(user_emb)
     return jax.device_put(np.pad(user_emb, ((0, pad), (0, 1)), constant_values=1.0).reshape(
         shape), sharding)
+
+
+@functools.lru_cache(maxsize=32)
+def _pad_users_fn(shape, sharding):
+    """One jit per (shape, sharding), not one per call: [U, H] -> [n_rounds, n C, H + 1]."""
+    n_rows = shape[0] * shape[1]
+    return jax.jit(lambda u: jnp.pad(u, ((0, n_rows - u.shape[0]), (0, 1)),
+                                     constant_values=1.0).reshape(shape), out_shardings=sharding)
+
+
+@functools.lru_cache(maxsize=32)
+def _pad_items_fn(n_padded, sharding):
+    """One jit per (n_padded, sharding) of `_pad_items`."""
+    return jax.jit(functools.partial(_pad_items, n_padded=n_padded), out_shardings=sharding)
 
 
 def _pad_items(x, n_padded):
@@ -325,8 +338,7 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
     users = _place_users(_on_mesh(user_emb, mesh), (n_rounds, n_dev * chunk, hidden + 1), by_round)
     item_emb = _on_mesh(item_emb, mesh)
     if isinstance(item_emb, jax.Array):
-        items = jax.jit(functools.partial(_pad_items, n_padded=padded_items),
-                        out_shardings=NamedSharding(mesh, P()))(item_emb)
+        items = _pad_items_fn(padded_items, NamedSharding(mesh, P()))(item_emb)
     else:
         items = jax.device_put(_pad_items(item_emb, padded_items), NamedSharding(mesh, P()))
     run = _round_fn(mesh, axis, ks, n_items)
