@@ -121,3 +121,30 @@ def test_bad_head_sizes():
     spec = cohort.make_cohort_spec(MOD_OUTS, DIMS)
     with pytest.raises(ValueError, match="out_dim"):
         cohort.make_cohort(spec, extractors.make_pca_extractor(spec), hidden=(3,), out_dim=0)
+
+
+def test_feature_major_mlp_apply_equals_the_plain_layers_values_and_grads():
+    # mlp_apply keeps activations [H, B] internally (speed); it must be x @ w + b layer by layer.
+    from jax.test_util import check_grads
+    rng = np.random.default_rng(3)
+    sizes = (7, 5, 4, 2)
+    layers = [{"w": jnp.asarray(rng.normal(size=(a, b)), jnp.float32),
+               "b": jnp.asarray(rng.normal(size=(b,)), jnp.float32)}
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    x = jnp.asarray(rng.normal(size=(6, 7)), jnp.float32)
+
+    def plain(layers, x, final_relu):
+        h = np.asarray(x, np.float64)
+        for i, layer in enumerate(layers):
+            h = h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+            if i < len(layers) - 1 or final_relu:
+                h = np.maximum(h, 0.0)
+        return h
+    for final_relu in (False, True):
+        got = cohort.mlp_apply(layers, x, final_relu=final_relu)
+        assert got.shape == (6, 2)
+        np.testing.assert_allclose(got, plain(layers, x, final_relu), rtol=1e-5, atol=1e-5)
+    check_grads(lambda l, x: cohort.mlp_apply(l, x), (layers, x), order=1, modes=("rev",),
+                atol=2e-2, rtol=2e-2)
+    vmapped = jax.vmap(lambda l: cohort.mlp_apply(l, x))(cohort.stack([layers, layers]))
+    np.testing.assert_allclose(vmapped[1], plain(layers, x, False), rtol=1e-5, atol=1e-5)
