@@ -97,6 +97,32 @@ def test_vmap_over_rho_and_seeds_equals_single_runs():
     np.testing.assert_allclose(res_s.best_val[1, 1], single.best_val, rtol=1e-5, atol=1e-6)
 
 
+def test_epoch_chunks_of_run_epochs_seeds_equal_run_seeds_bitwise():
+    # The trainer runs a stage in checkpointed chunks of epochs: chunks [0, 1) + [1, E) must
+    # give run_seeds' results (one vmapped whole run) bit for bit.
+    spec, model, step, data = _setup()
+    M = spec.num_members
+    prog = program.make_program(step, n_train=N, batch_size=B, epochs=E)
+    params = model.init(jax.random.key(5))
+    opt = step.init_opt(params)
+    rep = lambda t, n: jax.tree.map(lambda a: jnp.repeat(a[None], n, axis=0), t)
+    _, _, _, data2 = _setup(seed=1)
+    both = jax.tree.map(lambda a, b: jnp.stack([a, b]), data, data2)
+    rhos, w = jnp.asarray([0.5, 3.0]), jnp.ones((2, 2, M))
+    keys = jax.random.split(jax.random.key(6), 4).reshape(2, 2)
+    p, o = rep(rep(params, 2), 2), rep(rep(opt, 2), 2)
+    whole = jax.jit(prog.run_seeds)(p, o, both, rhos, w, keys)
+    chunk = jax.jit(prog.run_epochs_seeds)
+    state = chunk(jax.jit(prog.init_seeds)(p, o), both, rhos, w, keys, 0, 1)
+    state = chunk(state, both, rhos, w, keys, 1, E)
+    for got, want in ((state.best_val, whole.best_val), (state.val_curve, whole.val_curve),
+                      (state.train_task, whole.train_task)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                 state.best_params, whole.best_params)
+    assert not np.array_equal(np.asarray(whole.best_val[0]), np.asarray(whole.best_val[1]))
+
+
 @pytest.mark.parametrize("warm_start", [False, True])
 def test_schedule_with_and_without_b1_warm_start(warm_start):
     spec, model, step, data = _setup()
