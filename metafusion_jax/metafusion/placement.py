@@ -141,7 +141,8 @@ class Placement(NamedTuple):
         return one_shot_jit(_constrained(self, jax.vmap(init)))(keys)
 
     def jit(self, fn: Callable) -> Callable:
-        """`jax.jit(fn)` whose outputs are placed by `tree_sharding` (one wrapper per sharding)."""
+        """`jax.jit(fn)` whose outputs are placed by `tree_sharding` (constraints inside its one
+        trace; one cached wrapper per (placement, fn))."""
         return _out_jit(self, fn)
 
     def host(self, tree):
