@@ -70,16 +70,26 @@ def test_program_equals_python_loop():
     np.testing.assert_array_equal(counts[0], (best_epoch + 1) * 3)
 
 
-def test_vmap_over_rho_and_seeds_equals_single_runs():
+def _rep(tree, n):
+    """Every leaf repeated n times on a new leading axis."""
+    return jax.tree.map(lambda a: jnp.repeat(a[None], n, axis=0), tree)
+
+
+def _program_and_init(init_seed):
+    """(spec, data, program, params, opt) of the test cohort, params from key(init_seed)."""
     spec, model, step, data = _setup()
-    M = spec.num_members
     prog = program.make_program(step, n_train=N, batch_size=B, epochs=E)
-    params = model.init(jax.random.key(1))
-    opt = step.init_opt(params)
+    params = model.init(jax.random.key(init_seed))
+    return spec, data, prog, params, step.init_opt(params)
+
+
+def test_vmap_over_rho_and_seeds_equals_single_runs():
+    spec, data, prog, params, opt = _program_and_init(1)
+    M = spec.num_members
     rhos = jnp.asarray([0.0, 0.99, 3.0])
     w = jnp.ones((3, M))
     keys = jax.random.split(jax.random.key(2), 3)
-    rep = lambda t, n: jax.tree.map(lambda a: jnp.repeat(a[None], n, axis=0), t)
+    rep = _rep
     res = jax.jit(prog.run_rhos)(rep(params, 3), rep(opt, 3), data, rhos, w, keys)
     run = jax.jit(prog.run)
     for r in range(3):
@@ -100,12 +110,9 @@ def test_vmap_over_rho_and_seeds_equals_single_runs():
 def test_epoch_chunks_of_run_epochs_seeds_equal_run_seeds_bitwise():
     # The trainer runs a stage in checkpointed chunks of epochs: chunks [0, 1) + [1, E) must
     # give run_seeds' results (one vmapped whole run) bit for bit.
-    spec, model, step, data = _setup()
+    spec, data, prog, params, opt = _program_and_init(5)
     M = spec.num_members
-    prog = program.make_program(step, n_train=N, batch_size=B, epochs=E)
-    params = model.init(jax.random.key(5))
-    opt = step.init_opt(params)
-    rep = lambda t, n: jax.tree.map(lambda a: jnp.repeat(a[None], n, axis=0), t)
+    rep = _rep
     _, _, _, data2 = _setup(seed=1)
     both = jax.tree.map(lambda a, b: jnp.stack([a, b]), data, data2)
     rhos, w = jnp.asarray([0.5, 3.0]), jnp.ones((2, 2, M))
