@@ -31,6 +31,8 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["metafusion_jax", "metafusion_jax.*"]),
+    # the native CPU top-k's source, compiled on first use (metafusion_jax/metrics/native_topk.py)
+    package_data={"metafusion_jax.metrics": ["native/*.cc"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={

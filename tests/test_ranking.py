@@ -220,7 +220,7 @@ def test_two_stage_top_k_equals_lax_top_k(quantised):
     scores[1, ::7] = -np.inf
     for k, block in ((5, 8), (10, 4), (3, 16)):
         assert 256 // block >= 4 * k  # the two-stage path, not the fallback
-        vals, ids = ranking.top_k(jnp.asarray(scores), k, block=block)
+        vals, ids = ranking.two_stage_top_k(jnp.asarray(scores), k, block=block)
         want_vals, want_ids = lax.top_k(jnp.asarray(scores), k)
         np.testing.assert_array_equal(vals, want_vals)
         finite = np.isfinite(np.asarray(want_vals))
@@ -229,12 +229,18 @@ def test_two_stage_top_k_equals_lax_top_k(quantised):
         assert np.all(np.take_along_axis(scores, np.asarray(ids), 1)[~finite] == -np.inf)
 
 
-def test_two_stage_path_matches_reference():
-    from metafusion_jax.metrics import ranking
+@pytest.mark.parametrize("native", [True, False])
+def test_two_stage_and_native_paths_match_reference(native, monkeypatch):
+    from metafusion_jax.metrics import native_topk, ranking
+    if native and not native_topk.available():
+        pytest.skip("no C++ compiler: the native top-k is not built here")
+    monkeypatch.setattr(native_topk, "available", lambda: native)
+    ranking._round_fn.cache_clear()  # its jitted rounds were traced with the other top-k
     n_items = 4 * ranking.TOPK_BLOCK * 10 + 3  # >= 4 k blocks for k = 10; padded last block
     user_emb, item_emb, train, evals, exclude = random_case(13, n_users=23, n_items=n_items)
     got = ranking_metrics(user_emb, item_emb, train, evals, ks=(3, 10), exclude_pairs=exclude)
     want = reference_metrics(user_emb, item_emb, train, evals, (3, 10), exclude)
+    ranking._round_fn.cache_clear()
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
 

@@ -7,10 +7,11 @@ constant shape C (the last chunk is padded), so peak memory is about C x I score
 there is one compile per (C, I, H, max(ks)) and padded pair count.
 
 Speed (benchmarks/bench_ranking.py). Per chunk the scores are one GEMM; masking is an in-place
-scatter of -inf at the chunk's (row, item) pairs; the top-K is exact and two-stage: the maxima of
-item blocks of `TOPK_BLOCK` ([C, I / B], a cheap reduction), `lax.top_k` over them picks the K
-blocks that must hold the top K, and `lax.top_k` runs over those K x B candidates only (XLA's CPU
-top_k sorts whole rows). The chunk size is the tuned `DEFAULT_CHUNK` unless the caller passes one.
+scatter of -inf at the chunk's (row, item) pairs; the top-K is exact (`top_k`): on CPU a native
+kernel (`native_topk.py`, one pass a row; XLA's CPU top_k calls a comparator per element), else
+two-stage in XLA: the maxima of item blocks of `TOPK_BLOCK` ([C, I / B], a cheap reduction),
+`lax.top_k` over them picks the K blocks that must hold the top K, and `lax.top_k` runs over those
+K x B candidates only. The chunk size is the tuned `DEFAULT_CHUNK` unless the caller passes one.
 
 Devices. `user_emb` may be a sharded jax.Array (rows split over a mesh axis, e.g. the output of
 a jitted embed on a mesh): each device scores its own user chunks (`jax.shard_map` over that
@@ -47,6 +48,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from metafusion_jax.data.rec import interactions
+from metafusion_jax.metrics import native_topk
 
 _METRICS = ("precision", "recall", "ndcg", "map")
 _PAD_MULTIPLE = 1024  # Padded pair counts are rounded up so similar inputs reuse one compile.
@@ -107,22 +109,41 @@ def _chunked_pairs(pairs, chunk_size, n_chunks):
 
     Padding rows are `chunk_size` (out of range), so `.at[...].set(mode="drop")` ignores them.
     """
-    chunk = pairs[:, 0] // chunk_size
-    if np.any(chunk[1:] < chunk[:-1]):  # train pairs often come sorted by user already
-        order = np.argsort(chunk, kind="stable")
-        chunk, pairs = chunk[order], pairs[order]
+    users, items = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
+    chunk = users // chunk_size
     counts = np.bincount(chunk, minlength=n_chunks)
+    if np.any(chunk[1:] < chunk[:-1]):  # train pairs often come sorted by user already
+        key = chunk.astype(np.int16) if n_chunks <= np.iinfo(np.int16).max else chunk
+        order = np.argsort(key, kind="stable")  # a radix sort for int16 keys
+        users, items = users[order], items[order]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     width = max(_PAD_MULTIPLE, -(-int(counts.max(initial=0)) // _PAD_MULTIPLE) * _PAD_MULTIPLE)
-    rows = np.full((n_chunks, width), chunk_size, np.int32)
-    cols = np.zeros((n_chunks, width), np.int32)
-    pos = np.arange(len(pairs)) - starts[chunk]
-    rows[chunk, pos] = pairs[:, 0] - chunk * chunk_size
-    cols[chunk, pos] = pairs[:, 1]
+    rows = np.full(n_chunks * width, chunk_size, np.int32)
+    cols = np.zeros(n_chunks * width, np.int32)
+    ids = np.arange(n_chunks)
+    flat = np.arange(len(users)) + np.repeat(ids * width - starts, counts)  # chunk c's slots
+    rows[flat] = users - np.repeat(ids * chunk_size, counts)
+    cols[flat] = items
+    rows, cols = rows.reshape(n_chunks, width), cols.reshape(n_chunks, width)
     return rows, cols
 
 
-def top_k(scores, k, block=TOPK_BLOCK):
+def top_k(scores, k, block=TOPK_BLOCK, platform=None):
+    """Exact `lax.top_k` over the last axis of [C, I'] scores (same values, ids and ties).
+
+    For `platform` "cpu" (default: `jax.default_backend()`) with the native kernel built
+    (`native_topk.available()`): the kernel (one pass a row; `native_topk.py`). Otherwise, e.g.
+    on accelerators or without a C++ compiler: the pure-XLA `two_stage_top_k`. No derivative.
+
+    Returns:
+        (values float32 [C, k], item ids int32 [C, k]).
+    """
+    if (platform or jax.default_backend()) == "cpu" and native_topk.available():
+        return tuple(native_topk.top_k(scores, k))
+    return tuple(two_stage_top_k(scores, k, block))
+
+
+def two_stage_top_k(scores, k, block=TOPK_BLOCK):
     """Exact `lax.top_k` over the last axis of [C, I'] scores, I' a multiple of `block`.
 
     Two stages: the k blocks with the largest maxima (ties: the lower block) hold the top k
@@ -147,20 +168,22 @@ def top_k(scores, k, block=TOPK_BLOCK):
 
 
 def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_cols, n_rel, *, ks,
-                   n_items):
+                   n_items, platform=None):
     """Per-user metrics for one chunk of C users.
 
     Args:
-        user_emb: float32 [C, H + 1], last column 1.
-        item_emb: float32 [I', H + 1]: items padded to I' rows, plus a last column that is 0 for
-            real items and -inf for padding rows (user rows get a 1 there), so padding scores
-            are -inf straight out of the GEMM and real scores are unchanged.
+        user_emb: float32 [C, H'], H' = H, or H + 1 with a last column 1 when I' > I.
+        item_emb: float32 [I', H']: items padded to I' rows (I' = I with the native top-k; a
+            multiple of TOPK_BLOCK for the two-stage one), plus, when I' > I, a last column that
+            is 0 for real items and -inf for padding rows (user rows get a 1 there), so padding
+            scores are -inf straight out of the GEMM and real scores are unchanged.
         mask_rows, mask_cols: int32 [P]; (row-in-chunk, item) pairs to mask; row C is padding.
         eval_rows, eval_cols: int32 [P']; relevant (row-in-chunk, item) pairs, sorted by
             (row, item) and unique; row C is padding (at the end).
         n_rel: int32 [C]; number of relevant items per user.
         ks: static tuple of cut-offs.
         n_items: I, the real items.
+        platform: the devices' platform ("cpu" picks the native top-k; see `top_k`).
 
     Returns:
         float32 [5, C, len(ks)]: hits, precision, recall, ndcg, map.
@@ -169,13 +192,13 @@ def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_col
     del n_items  # padding items score -inf through the extra column
     scores = jnp.matmul(user_emb, item_emb.T, precision=lax.Precision.HIGHEST)  # [C, I']
     scores = scores.at[mask_rows, mask_cols].set(-jnp.inf, mode="drop")
-    top_vals, top_idx = top_k(scores, max_k)  # [C, max_k]
-    # hit = (row, item) is an eval pair: a binary search of the sorted codes row * I' + item
+    top_vals, top_idx = top_k(scores, max_k, platform=platform)  # [C, max_k]
+    # hit = (row, item) is an eval pair: a lookup in the chunk's [C + 1, I'] relevance bitmap
+    # (row C takes the padding pairs; cheaper on CPU than a binary search of sorted pair codes)
     n_rows, width = scores.shape
-    codes = eval_rows * width + eval_cols                               # [P'] non-decreasing
-    query = jnp.arange(n_rows, dtype=jnp.int32)[:, None] * width + top_idx  # [C, max_k]
-    pos = jnp.minimum(jnp.searchsorted(codes, query), codes.shape[0] - 1)
-    hit = ((codes[pos] == query) & (top_vals > -jnp.inf)).astype(jnp.float32)
+    relevant = jnp.zeros((n_rows + 1, width), jnp.bool_).at[eval_rows, eval_cols].set(True)
+    hit = jnp.take_along_axis(relevant[:n_rows], top_idx, axis=1)
+    hit = (hit & (top_vals > -jnp.inf)).astype(jnp.float32)
 
     ranks = jnp.arange(max_k, dtype=jnp.float32)
     disc = 1.0 / jnp.log2(ranks + 2.0)
@@ -201,10 +224,11 @@ def _chunk_metrics(user_emb, item_emb, mask_rows, mask_cols, eval_rows, eval_col
 @functools.lru_cache(maxsize=32)
 def _round_fn(mesh, axis, ks, n_items):
     """jit: round r of n = mesh.shape[axis] chunks, one per device ([5, n C, len(ks)])."""
+    platform = mesh.devices.flat[0].platform
 
     def local(users, items, mask_rows, mask_cols, eval_rows, eval_cols, n_rel):
         return _chunk_metrics(users, items, mask_rows[0], mask_cols[0], eval_rows[0],
-                              eval_cols[0], n_rel, ks=ks, n_items=n_items)
+                              eval_cols[0], n_rel, ks=ks, n_items=n_items, platform=platform)
 
     sharded = jax.shard_map(local, mesh=mesh, out_specs=P(None, axis),
                             in_specs=(P(axis), P(), P(axis), P(axis), P(axis), P(axis), P(axis)))
@@ -244,20 +268,21 @@ def _on_mesh(x, mesh):
 
 
 def _place_users(user_emb, shape, sharding):
-    """user_emb [U, H] padded and reshaped to `shape` [n_rounds, n C, H], on the mesh."""
+    """user_emb [U, H] padded (rows, and the 1 column if shape[2] = H + 1) and reshaped to
+    `shape` [n_rounds, n C, H'], on the mesh."""
     n_users = user_emb.shape[0]
     pad = shape[0] * shape[1] - n_users
     if isinstance(user_emb, jax.Array):
         return _pad_users_fn(shape, sharding)(user_emb)
-    return jax.device_put(np.pad(user_emb, ((0, pad), (0, 1)), constant_values=1.0).reshape(
-        shape), sharding)
+    return jax.device_put(np.pad(user_emb, ((0, pad), (0, shape[2] - user_emb.shape[1])),
+                                 constant_values=1.0).reshape(shape), sharding)
 
 
 @functools.lru_cache(maxsize=32)
 def _pad_users_fn(shape, sharding):
-    """One jit per (shape, sharding), not one per call: [U, H] -> [n_rounds, n C, H + 1]."""
+    """One jit per (shape, sharding), not one per call: [U, H] -> [n_rounds, n C, H']."""
     n_rows = shape[0] * shape[1]
-    return jax.jit(lambda u: jnp.pad(u, ((0, n_rows - u.shape[0]), (0, 1)),
+    return jax.jit(lambda u: jnp.pad(u, ((0, n_rows - u.shape[0]), (0, shape[2] - u.shape[1])),
                                      constant_values=1.0).reshape(shape), out_shardings=sharding)
 
 
@@ -268,7 +293,10 @@ def _pad_items_fn(n_padded, sharding):
 
 
 def _pad_items(x, n_padded):
-    """[I, H] -> [n_padded, H + 1] with the -inf padding column (see `_chunk_metrics`)."""
+    """[I, H] -> [n_padded, H + 1] with the -inf padding column (see `_chunk_metrics`); x itself
+    when n_padded = I."""
+    if n_padded == x.shape[0]:
+        return x
     xp = jnp if isinstance(x, jax.Array) else np
     column = xp.where(xp.arange(n_padded) < x.shape[0], 0.0, -np.inf).astype(np.float32)
     return xp.concatenate([xp.pad(x, ((0, n_padded - x.shape[0]), (0, 0))), column[:, None]],
@@ -324,8 +352,10 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
     mesh, axis = _user_mesh(user_emb)
     n_dev = int(mesh.shape[axis])
     chunk = min(int(chunk_size or DEFAULT_CHUNK), -(-n_users // n_dev))
-    padded_items = -(-n_items // TOPK_BLOCK) * TOPK_BLOCK
-    chunk = max(1, min(chunk, (2 ** 31 - 1) // padded_items - 1))  # int32 codes row * I' + item
+    native = mesh.devices.flat[0].platform == "cpu" and native_topk.available()
+    padded_items = n_items if native else -(-n_items // TOPK_BLOCK) * TOPK_BLOCK
+    width = hidden + int(padded_items > n_items)  # the -inf column only for padding items
+    chunk = max(1, min(chunk, (2 ** 31 - 1) // padded_items - 1))  # C x I' < 2^31 (int32 indexing)
     n_rounds = -(-n_users // (chunk * n_dev))
     n_chunks = n_rounds * n_dev
     padded_users = n_chunks * chunk
@@ -335,7 +365,7 @@ def ranking_metrics(user_emb, item_emb, train_pairs, eval_pairs, ks=(10, 20), ex
         *_chunked_pairs(mask_pairs, chunk, n_chunks), *_chunked_pairs(eval_pairs, chunk, n_chunks))]
     mask_rows, mask_cols, eval_rows, eval_cols = jax.device_put(host, by_round)
     n_rel_dev = jax.device_put(n_rel.reshape(n_rounds, n_dev * chunk), by_round)
-    users = _place_users(_on_mesh(user_emb, mesh), (n_rounds, n_dev * chunk, hidden + 1), by_round)
+    users = _place_users(_on_mesh(user_emb, mesh), (n_rounds, n_dev * chunk, width), by_round)
     item_emb = _on_mesh(item_emb, mesh)
     if isinstance(item_emb, jax.Array):
         items = _pad_items_fn(padded_items, NamedSharding(mesh, P()))(item_emb)
