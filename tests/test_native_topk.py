@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from metafusion_jax.metrics import native_topk
+from reliability import bad_input
 
 needs_kernel = pytest.mark.skipif(not native_topk.available(),
                                   reason="no C++ compiler here: the native top-k is not built")
@@ -62,11 +63,11 @@ def test_leading_axes_and_vmap():
 
 
 def test_bad_input_is_a_value_error():
-    with pytest.raises(ValueError, match="float32"):
+    with bad_input("native top_k: int32 scores", match="float32"):
         native_topk.top_k(jnp.zeros((2, 8), jnp.int32), 2)
-    with pytest.raises(ValueError, match=r"k must be in \[1, 8\]"):
+    with bad_input("native top_k: k above the last axis", match=r"k must be in \[1, 8\]"):
         native_topk.top_k(jnp.zeros((2, 8)), 9)
-    with pytest.raises(ValueError, match=r"k must be in \[1, 8\]"):
+    with bad_input("native top_k: k = 0", match=r"k must be in \[1, 8\]"):
         native_topk.top_k(jnp.zeros((2, 8)), 0)
 
 
