@@ -15,9 +15,9 @@ cannot load a half-written library. No compiler, a failed build or `METAFUSION_J
 `available()` is False and callers keep the pure-XLA path (`ranking.top_k` does), with one
 warning that says why.
 
-The custom call only exists on CPU; `top_k` is meant to be used under
-`lax.platform_dependent(cpu=...)` (see `ranking.top_k`), so GPU and TPU programs never see it.
-It has no derivative (ranking needs none).
+The custom call only exists on CPU: callers pick it for CPU devices only (`ranking.top_k` takes
+the platform of the evaluation's mesh), so GPU and TPU programs never see it. It has no
+derivative (ranking needs none).
 """
 import ctypes
 import functools
