@@ -106,13 +106,13 @@ def op_profile(compiled, args, steps):
     import glob
     import tempfile
     from jax._src.profiler import ProfileData  # private API: reads the trace's XSpace
-    folder = tempfile.mkdtemp(prefix="mf_trace_")
-    jax.profiler.start_trace(folder)
-    for _ in range(steps):
-        args[0], args[1] = compiled(*args)
-    jax.block_until_ready(args[0])
-    jax.profiler.stop_trace()
-    data = ProfileData.from_file(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)[-1])
+    with tempfile.TemporaryDirectory(prefix="mf_trace_") as folder:  # the trace is not kept
+        jax.profiler.start_trace(folder)
+        for _ in range(steps):
+            args[0], args[1] = compiled(*args)
+        jax.block_until_ready(args[0])
+        jax.profiler.stop_trace()
+        data = ProfileData.from_file(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)[-1])
     ops = {}
     for plane in data.planes:
         for line in plane.lines:
